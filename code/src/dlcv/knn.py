@@ -19,7 +19,7 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
                          f"{tuple(b.shape)} (flatten images with x.flatten(1) first)")
 
 
-def l1_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+def l1_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """All L1 distances ``d[i, j] = sum_p |a[i, p] - b[j, p]|``: ``[M, D], [N, D] → [M, N]``.
 
     Broadcasting ``a[:, None] - b[None]`` needs an ``[M, N, D]`` temporary, so rows of ``a``

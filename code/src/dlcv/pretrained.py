@@ -54,7 +54,7 @@ def preprocess(image: np.ndarray) -> torch.Tensor:
     a = np.asarray(image)
     if a.ndim != 3 or a.shape[-1] != 3 or a.dtype != np.uint8:
         raise ValueError(f"expected a uint8 RGB image of shape [H, W, 3], got {a.dtype} {a.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float().div_(255)
+    t = torch.tensor(a).permute(2, 0, 1).float().div_(255)  # a copy: the input may be read-only
     t = TF.center_crop(TF.resize(t, 256, antialias=True), IMAGE_SIZE)
     return TF.normalize(t, MEAN, STD)
 
