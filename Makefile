@@ -10,7 +10,6 @@ STAMP  := $(VENV)/.installed
 # The build shows no progress bars (they would be dead widgets on the site); readers' kernels do.
 export DLCV_NO_PROGRESS := 1
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: install data book test test-package test-site serve clean
 

@@ -11,7 +11,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["use_book_style", "image_grid", "plot_curves", "plot_confusion", "PALETTE"]
+__all__ = ["use_book_style", "image_grid", "plot_curves", "plot_confusion", "glue_figure", "PALETTE"]
 
 # Okabe–Ito colours: distinguishable with the common forms of colour blindness.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -114,3 +114,15 @@ def plot_confusion(y_true, y_pred, classes: Sequence[str], normalize: bool = Tru
         ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+def glue_figure(name: str, fig) -> None:
+    """Glue ``fig`` under ``name`` for a ``{glue:figure}`` directive, then close it.
+
+    Closing matters: an open figure is also drawn at the end of its cell, so a page would
+    show it twice.
+    """
+    from myst_nb import glue
+
+    glue(name, fig, display=False)
+    plt.close(fig)

@@ -1,0 +1,140 @@
+"""Runtime, training loop, plotting, interactive figures and the pretrained model."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlcv import interactive, plotting, pretrained, runtime
+from dlcv.models import SmallConvNet
+from dlcv.training import History, TensorData, evaluate, fit, predict
+
+
+def test_scale_and_pick(monkeypatch):
+    monkeypatch.setenv("DLCV_SCALE", "large")
+    assert runtime.scale() == "large" and runtime.pick(1, 2) == 2
+    monkeypatch.setenv("DLCV_SCALE", "small")
+    assert runtime.pick(1, 2) == 1
+    monkeypatch.setenv("DLCV_SCALE", "huge")
+    with pytest.raises(ValueError, match="DLCV_SCALE"):
+        runtime.scale()
+
+
+def test_seeding_is_repeatable():
+    runtime.seed_everything(3)
+    a = torch.randn(4), np.random.rand(2)
+    runtime.seed_everything(3)
+    b = torch.randn(4), np.random.rand(2)
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    with pytest.raises(ValueError):
+        runtime.seed_everything(-1)
+
+
+def test_device_is_cpu_here_and_announced_once(capsys):
+    dev = runtime.get_device()
+    runtime.get_device()
+    assert dev.type in ("cpu", "cuda", "mps")
+    assert capsys.readouterr().out.count("dlcv: running on") <= 1
+
+
+def _toy():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(512, 2, generator=g)
+    y = (X[:, 0] * X[:, 1] > 0).long()
+    return TensorData(X, y)
+
+
+def test_fit_learns_and_is_deterministic():
+    data = _toy()
+
+    def run():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 2))
+        h = fit(model, data, data, epochs=30, lr=1e-2, batch_size=64, progress=False)
+        return model, h
+
+    m1, h1 = run()
+    m2, h2 = run()
+    assert isinstance(h1, History) and len(h1.train_loss) == 30 and len(h1.val_acc) == 30
+    assert h1.train_loss[-1] < h1.train_loss[0] / 3 and h1.val_acc[-1] > 0.9
+    assert h1.train_loss == h2.train_loss
+    loss, acc = evaluate(m1, data)
+    assert acc == pytest.approx(h1.val_acc[-1]) and (predict(m1, data.x) == m1(data.x).argmax(1)).all()
+
+
+def test_fit_matches_a_plain_torch_loop():
+    """The loop is ordinary SGD: the same shuffles and steps give the same weights."""
+    data = _toy()
+    torch.manual_seed(0)
+    a = nn.Linear(2, 2)
+    b = nn.Linear(2, 2)
+    b.load_state_dict(a.state_dict())
+    fit(a, data, epochs=2, optimizer=torch.optim.SGD(a.parameters(), lr=0.1), batch_size=100,
+        seed=5, progress=False)
+    opt = torch.optim.SGD(b.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(2):
+        order = torch.randperm(len(data), generator=gen)
+        for i in range(0, len(data), 100):
+            idx = order[i:i + 100]
+            opt.zero_grad()
+            nn.functional.cross_entropy(b(data.x[idx]), data.y[idx]).backward()
+            opt.step()
+    torch.testing.assert_close(a.weight, b.weight)
+
+
+def test_training_input_errors():
+    with pytest.raises(ValueError, match="agree in N"):
+        TensorData(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="epochs"):
+        fit(nn.Linear(2, 2), _toy(), epochs=0)
+
+
+def test_small_convnet_shapes():
+    net = SmallConvNet()
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert net.features(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        net(torch.zeros(2, 784))
+
+
+def test_plotting_helpers():
+    plotting.use_book_style()
+    fig = plotting.image_grid(np.zeros((5, 28, 28)), titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 6
+    fig = plotting.plot_confusion([0, 1, 1], [0, 1, 0], ["a", "b"])
+    assert fig.axes
+    with pytest.raises(ValueError, match="titles"):
+        plotting.image_grid(np.zeros((2, 4, 4)), titles=["x"])
+    with pytest.raises(ValueError, match="labels must lie"):
+        plotting.plot_confusion([0, 5], [0, 1], ["a", "b"])
+
+
+def test_interactive_figure_has_a_frame_per_value_and_html_controls():
+    import matplotlib.pyplot as plt
+
+    def draw(k, mode):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.set_title(f"{k}{mode}")
+        return fig
+
+    f = interactive.interactive_figure(draw, k=[1, 2, 3], mode=["a", "b"])
+    assert len(f.frames) == 6 and len(set(f.frames.values())) == 6
+    html = f.html()
+    assert 'type="range"' in html and "<select" in html and html.count("data:image/png") >= 7
+    bundle = f._repr_mimebundle_()
+    assert "text/html" in bundle
+    with pytest.raises(ValueError, match="one or two"):
+        interactive.interactive_figure(draw)
+    with pytest.raises(TypeError, match="Figure"):
+        interactive.interactive_figure(lambda k: None, k=[1])
+
+
+def test_pretrained_model_classifies_a_real_photo():
+    from dlcv import data
+
+    model = pretrained.efficientnet_lite0()
+    preds, probs = pretrained.classify(model, [data.photo("coffee")], k=5)
+    assert probs.shape == (1, 1000) and torch.allclose(probs.sum(1), torch.ones(1))
+    assert preds[0][0][0] == "espresso"
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        pretrained.preprocess(np.zeros((10, 10), np.uint8))
