@@ -1,0 +1,100 @@
+"""Checks of the built site in _build/html: run after `make book` (as `make test` does)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+PAGES = toc_files()
+
+
+@pytest.fixture(scope="module", params=PAGES)
+def page(request):
+    path = HTML / f"{request.param}.html"
+    assert path.is_file(), f"no page built for {request.param} (run `make book`)"
+    return path, BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def test_site_was_built():
+    assert (HTML / "index.html").is_file(), "run `make book` first"
+
+
+def test_every_chapter_source_is_in_the_toc():
+    chapters = {f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")}
+    assert chapters <= set(PAGES), f"pages missing from _toc.yml: {chapters - set(PAGES)}"
+
+
+def test_no_error_output_or_traceback(page):
+    path, soup = page
+    main = soup.find("main") or soup
+    for cls in ("traceback", "stderr"):
+        assert not main.select(f".output.{cls}, .cell_output .{cls}"), f"{path.name}: {cls} output"
+    text = main.get_text()
+    assert "Traceback (most recent call last)" not in text, f"{path.name}: a traceback is shown"
+    assert not re.search(r"\w+Error: ", "\n".join(o.get_text() for o in main.select(".cell_output"))), \
+        f"{path.name}: an exception message is shown"
+
+
+def test_glued_values_and_figures_are_filled_in(page):
+    path, soup = page
+    text = (soup.find("main") or soup).get_text()
+    assert "{glue:" not in text and "{glue}" not in text, f"{path.name}: unresolved glue"
+    assert not re.search(r"<Figure size \d+x\d+", text), f"{path.name}: a figure rendered as text"
+    for fig in soup.select("figure, div.figure"):
+        if fig.find(class_="dlcv-interactive") is None and fig.find("img") is None:
+            assert False, f"{path.name}: a figure without an image: {fig.get_text()[:80]!r}"
+
+
+def test_images_exist_and_have_alt_text(page):
+    path, soup = page
+    for img in soup.select("main img"):
+        src = img.get("src", "")
+        assert src, f"{path.name}: <img> without src"
+        if not src.startswith("data:"):
+            target = (path.parent / unquote(urlsplit(src).path)).resolve()
+            assert target.is_file(), f"{path.name}: missing image {src}"
+        assert img.get("alt", "").strip(), f"{path.name}: image {src[:60]} has no alt text"
+
+
+def test_local_links_and_anchors_resolve(page):
+    path, soup = page
+    ids = {t.get("id") for t in soup.find_all(id=True)}
+    for a in soup.select("main a[href]"):
+        href = a["href"]
+        parts = urlsplit(href)
+        if parts.scheme or href.startswith("//") or href.startswith("mailto:"):
+            continue
+        if parts.path:
+            target = (path.parent / unquote(parts.path)).resolve()
+            assert target.exists(), f"{path.name}: broken link {href}"
+            if parts.fragment and target.suffix == ".html":
+                other = BeautifulSoup(target.read_text(encoding="utf-8"), "html.parser")
+                assert other.find(id=parts.fragment), f"{path.name}: missing anchor {href}"
+        elif parts.fragment:
+            assert parts.fragment in ids, f"{path.name}: missing anchor #{parts.fragment}"
+
+
+def test_citations_resolve(page):
+    path, soup = page
+    main = soup.find("main") or soup
+    for ref in main.select("a.footnote-reference"):
+        frag = urlsplit(ref["href"]).fragment
+        note = soup.find(id=frag)
+        assert note is not None and note.get_text().strip(), f"{path.name}: citation {ref.get_text()} unresolved"
+    assert "??" not in main.get_text(), f"{path.name}: an unresolved reference (??)"
