@@ -142,7 +142,14 @@ def _fashion_debian_package(tmp: Path) -> dict[str, np.ndarray]:
     for tool in ("apt-get", "dpkg"):
         if shutil.which(tool) is None:
             raise FileNotFoundError(f"{tool} not found (not a Debian-based system)")
-    _run(["apt-get", "download", "dataset-fashion-mnist"], tmp)
+    try:
+        _run(["apt-get", "download", "dataset-fashion-mnist"], tmp)
+    except OSError:
+        # A fresh machine may have empty package lists; refresh them once where we may.
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            raise
+        _run(["apt-get", "update", "-qq"], tmp)
+        _run(["apt-get", "download", "dataset-fashion-mnist"], tmp)
     debs = sorted(tmp.glob("dataset-fashion-mnist_*.deb"))
     if not debs:
         raise FileNotFoundError("apt-get download produced no .deb")

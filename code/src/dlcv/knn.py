@@ -113,12 +113,12 @@ def cross_validate_k(X: torch.Tensor, y: torch.Tensor, ks: list[int], folds: int
     bounds = torch.linspace(0, len(X), folds + 1).long().tolist()
     acc = torch.zeros(len(ks), folds)
     for f in range(folds):
-        val = torch.zeros(len(X), dtype=torch.bool)
+        val = torch.zeros(len(X), dtype=torch.bool, device=X.device)
         val[bounds[f]:bounds[f + 1]] = True
         d = DISTANCES[distance](X[val], X[~val])
         if max(ks) > d.shape[1]:
             raise ValueError(f"k = {max(ks)} exceeds the {d.shape[1]} training examples of a fold")
         nearest = y[~val][d.topk(max(ks), dim=1, largest=False).indices]
         for j, k in enumerate(ks):
-            acc[j, f] = (knn_vote(nearest, k, num_classes) == y[val]).float().mean()
+            acc[j, f] = (knn_vote(nearest, k, num_classes) == y[val]).float().mean().item()
     return acc
