@@ -29,6 +29,11 @@ __all__ = ["interactive_figure", "InteractiveFigure"]
 MAX_FRAMES = 64
 
 
+def _is_numeric(values) -> bool:
+    """Numbers get a slider; anything else (strings, booleans) gets a menu."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
 def _render(fig, dpi: int) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -66,7 +71,7 @@ class InteractiveFigure:
         controls = []
         for j, (name, values) in enumerate(self.params.items()):
             label = html.escape(str(name))
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            numeric = _is_numeric(values)
             if numeric:
                 ticks = " ".join(html.escape(str(v)) for v in values)
                 controls.append(
@@ -99,7 +104,7 @@ class InteractiveFigure:
         from IPython.display import display
 
         def control(name, values):
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            numeric = _is_numeric(values)
             if numeric and len(values) > 1:
                 return W.SelectionSlider(options=values, value=values[0], description=str(name),
                                          continuous_update=False)
