@@ -11,7 +11,9 @@ STAMP  := $(VENV)/.installed
 export DLCV_NO_PROGRESS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install data book test test-package test-site serve clean
+NODE_STAMP := node_modules/.installed
+
+.PHONY: install data book notebooks test test-package test-site test-browser test-notebooks serve clean
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
@@ -20,14 +22,23 @@ $(STAMP): requirements.txt code/pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@
 
-install: $(STAMP)
+# Site assets (MathJax, widget manager) and browser tests come from npm, pinned by package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed (Debian/Ubuntu: sudo apt-get install npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP)
 
 data: install
 	$(BIN)/python -m dlcv.data fetch
 
 book: data
 	$(BIN)/python tools/cache_key.py
+	$(BIN)/python tools/vendor_assets.py
+	$(BIN)/python tools/notebooks.py
 	$(BIN)/jupyter-book build --all -W --keep-going -n .
+	$(BIN)/python tools/notebooks.py --final
 	@echo "The book is in _build/html: open _build/html/index.html, or run 'make serve'."
 
 test-package: data

@@ -122,7 +122,9 @@ def glue_figure(name: str, fig) -> None:
     Closing matters: an open figure is also drawn at the end of its cell, so a page would
     show it twice.
     """
-    from myst_nb import glue
+    from dlcv.book import HAVE_MYST_NB, glue
 
-    glue(name, fig, display=False)
+    # Without myst-nb (a reader's Colab or fresh kernel) no page will show the glued figure,
+    # so show it under the cell instead.
+    glue(name, fig, display=not HAVE_MYST_NB)
     plt.close(fig)
