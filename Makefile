@@ -1,6 +1,7 @@
 # Deep Learning for Computer Vision: build and test.
 #   make book   create .venv if missing, install, fetch the data, build the site into _build/html
 #   make test   the same installs, the package's tests, a strict book build, then checks of the site
+#               (HTML, headless Chromium, and every generated notebook run in a fresh venv)
 #   make serve  serve the built site on http://localhost:8000
 #   make clean  remove the build (keeps .venv and the data cache)
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export PYTHONHASHSEED := 0
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install data book notebooks test test-package test-site test-browser test-notebooks serve clean
+.PHONY: install data book test test-package test-site chromium serve clean
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
@@ -44,7 +45,14 @@ book: data
 test-package: data
 	$(BIN)/python -m pytest code/tests
 
-test-site:
+# The browser tests drive Debian's chromium; install it when missing and we are root.
+chromium:
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
+	  else echo "The browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+# Checks of the built site: HTML, a real browser, and the generated notebooks run by a fresh reader.
+test-site: chromium
 	$(BIN)/python -m pytest tests
 
 test: test-package book test-site

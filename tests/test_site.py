@@ -98,3 +98,15 @@ def test_citations_resolve(page):
         note = soup.find(id=frag)
         assert note is not None and note.get_text().strip(), f"{path.name}: citation {ref.get_text()} unresolved"
     assert "??" not in main.get_text(), f"{path.name}: an unresolved reference (??)"
+
+
+def test_page_weighs_under_3_mb(page):
+    """A chapter page with its images (interactive frames are inline) stays under 3 MB."""
+    path, soup = page
+    total = path.stat().st_size
+    for src in {img.get("src", "") for img in soup.select("img")}:
+        if src and not src.startswith("data:") and not urlsplit(src).scheme:
+            target = (path.parent / unquote(urlsplit(src).path)).resolve()
+            if target.is_file():
+                total += target.stat().st_size
+    assert total < 3_000_000, f"{path.name} weighs {total / 1e6:.1f} MB with its images"

@@ -41,6 +41,8 @@ def main() -> int:
             shutil.copytree(source, OUT / dest, ignore=shutil.ignore_patterns(*skip))
         else:
             shutil.copy2(source, OUT / dest)
+    for own in (ROOT / "tools" / "site").glob("*.js"):  # the book's own glue scripts
+        shutil.copy2(own, OUT / own.name)
     n = sum(1 for p in OUT.rglob("*") if p.is_file())
     print(f"vendor_assets: {n} files in {OUT.relative_to(ROOT)}")
     return 0

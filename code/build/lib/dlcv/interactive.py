@@ -1,0 +1,143 @@
+"""Interactive figures that work with a kernel (Jupyter, Colab, Binder) and without one (the website).
+
+``interactive_figure(draw, k=[1, 3, 5], distance=["L1", "L2"])`` calls ``draw(k=..., distance=...)``
+(which returns a matplotlib figure) once for every combination of values, and returns an
+object that displays as
+
+* live ipywidgets (a slider for numbers, a menu for anything else) when a kernel runs it, and
+* on the static site, a self-contained HTML control that swaps the precomputed frames with a
+  few lines of inline JavaScript, so the knob still turns with no kernel behind the page.
+
+Both come in one MIME bundle; the book's ``_config.yml`` tells myst-nb to prefer the HTML.
+Frames are PNGs at ``dpi`` (72 by default), so a figure with a dozen frames weighs a few
+hundred kB.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import uuid
+from typing import Any, Callable, Sequence
+
+import matplotlib.pyplot as plt
+
+__all__ = ["interactive_figure", "InteractiveFigure"]
+
+MAX_FRAMES = 64
+
+
+def _is_numeric(values) -> bool:
+    """Numbers get a slider; anything else (strings, booleans) gets a menu."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _render(fig, dpi: int) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+class InteractiveFigure:
+    """Precomputed frames of ``draw`` over a grid of parameter values (see module docstring)."""
+
+    def __init__(self, draw: Callable[..., Any], params: dict[str, Sequence], dpi: int = 72,
+                 alt: str = "interactive figure"):
+        if not 1 <= len(params) <= 2:
+            raise ValueError(f"interactive_figure takes one or two parameters, got {len(params)}")
+        for name, values in params.items():
+            if isinstance(values, (str, bytes)) or len(values) == 0:
+                raise ValueError(f"parameter {name!r} needs a non-empty list of values, got {values!r}")
+        n = 1
+        for values in params.values():
+            n *= len(values)
+        if n > MAX_FRAMES:
+            raise ValueError(f"{n} frames is more than {MAX_FRAMES}; offer fewer values")
+        self.draw, self.params, self.dpi, self.alt = draw, {k: list(v) for k, v in params.items()}, dpi, alt
+        self.frames: dict[str, str] = {}
+        for combo in itertools.product(*[range(len(v)) for v in self.params.values()]):
+            kwargs = {name: self.params[name][i] for name, i in zip(self.params, combo)}
+            fig = draw(**kwargs)
+            if fig is None or not hasattr(fig, "savefig"):
+                raise TypeError("draw(...) must return a matplotlib Figure")
+            self.frames[",".join(map(str, combo))] = _render(fig, dpi)
+
+    # ---------------------------------------------------------------- static HTML
+    def html(self) -> str:
+        uid = "dlcv-" + uuid.uuid4().hex[:8]
+        controls = []
+        for j, (name, values) in enumerate(self.params.items()):
+            label = html.escape(str(name))
+            numeric = _is_numeric(values)
+            if numeric:
+                ticks = " ".join(html.escape(str(v)) for v in values)
+                controls.append(
+                    f'<label style="margin-right:1.5em">{label} = <output data-dlcv-out="{j}">'
+                    f'{html.escape(str(values[0]))}</output><br><input type="range" min="0" '
+                    f'max="{len(values) - 1}" step="1" value="0" data-dlcv-param="{j}" '
+                    f'aria-label="{label}" data-values=\'{html.escape(json.dumps([str(v) for v in values]))}\' '
+                    f'style="width:14em"><br><small>{ticks}</small></label>')
+            else:
+                opts = "".join(f'<option value="{i}">{html.escape(str(v))}</option>' for i, v in enumerate(values))
+                controls.append(f'<label style="margin-right:1.5em">{label} '
+                                f'<select data-dlcv-param="{j}" aria-label="{label}">{opts}</select></label>')
+        first = next(iter(self.frames))
+        script = (
+            "(function(){var r=document.getElementById('%s');var f=JSON.parse(r.querySelector("
+            "'script[type=\"application/json\"]').textContent);var c=r.querySelectorAll('[data-dlcv-param]');"
+            "function u(){var k=[];c.forEach(function(e){k.push(e.value);var o=r.querySelector("
+            "'[data-dlcv-out=\"'+e.dataset.dlcvParam+'\"]');if(o&&e.dataset.values){o.textContent="
+            "JSON.parse(e.dataset.values)[+e.value];}});r.querySelector('img').src=f[k.join(',')];}"
+            "c.forEach(function(e){e.addEventListener('input',u);e.addEventListener('change',u);});})();" % uid)
+        return (f'<div id="{uid}" class="dlcv-interactive">'
+                f'<div style="margin-bottom:.5em">{"".join(controls)}</div>'
+                f'<img src="{self.frames[first]}" alt="{html.escape(self.alt)}" style="max-width:100%">'
+                f'<script type="application/json">{json.dumps(self.frames)}</script>'
+                f'<script>{script}</script></div>')
+
+    # ---------------------------------------------------------------- live widgets
+    def widget(self):
+        import ipywidgets as W
+        from IPython.display import display
+
+        def control(name, values):
+            numeric = _is_numeric(values)
+            if numeric and len(values) > 1:
+                return W.SelectionSlider(options=values, value=values[0], description=str(name),
+                                         continuous_update=False)
+            return W.Dropdown(options=values, value=values[0], description=str(name))
+
+        controls = {name: control(name, values) for name, values in self.params.items()}
+        out = W.Output()
+
+        def redraw(_=None):
+            with out:
+                out.clear_output(wait=True)
+                fig = self.draw(**{n: c.value for n, c in controls.items()})
+                display(fig)
+                plt.close(fig)
+
+        for c in controls.values():
+            c.observe(redraw, names="value")
+        redraw()
+        return W.VBox([W.HBox(list(controls.values())), out])
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/html": self.html(), "text/plain": f"<interactive figure: {self.alt}>"}
+        try:
+            widget_bundle = self.widget()._repr_mimebundle_()
+        except Exception:  # no ipywidgets or no kernel comm: the HTML alone still works
+            widget_bundle = None
+        if widget_bundle:
+            data = widget_bundle[0] if isinstance(widget_bundle, tuple) else widget_bundle
+            bundle.update({k: v for k, v in data.items() if k != "text/plain"})
+        return bundle
+
+
+def interactive_figure(draw: Callable[..., Any], dpi: int = 72, alt: str = "interactive figure",
+                       **params: Sequence) -> InteractiveFigure:
+    """An interactive figure over one or two parameters; see the module docstring."""
+    return InteractiveFigure(draw, params, dpi=dpi, alt=alt)

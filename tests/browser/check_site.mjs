@@ -1,0 +1,64 @@
+// Load every page of the built site in headless Chromium and report, as JSON on stdout:
+// failed requests, requests to any host but the local server, console errors, raw TeX left
+// untypeset, and whether moving each static slider (dlcv.interactive) changes its frame.
+// Usage: node tests/browser/check_site.mjs BASE_URL page1.html page2.html ...
+// The browser is Debian's chromium (Playwright cannot download its own here); set CHROMIUM to
+// use another binary.
+import { chromium } from 'playwright-core';
+
+const [base, ...pages] = process.argv.slice(2);
+const origin = new URL(base).origin;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+         '--disable-component-update', '--no-first-run'],
+});
+const results = [];
+for (const page of pages) {
+  const context = await browser.newContext();
+  const tab = await context.newPage();
+  const r = { page, failed: [], external: [], console: [], rawTex: [], math: 0, sliders: [] };
+  // Anything not served by the local site is blocked and reported: the site must work offline.
+  await tab.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith(origin) || url.startsWith('data:') || url.startsWith('blob:')) return route.continue();
+    r.external.push(url);
+    return route.abort();
+  });
+  tab.on('requestfailed', (req) => {
+    if (!r.external.includes(req.url())) r.failed.push(`${req.url()} (${req.failure()?.errorText})`);
+  });
+  tab.on('response', (res) => { if (res.status() >= 400) r.failed.push(`${res.url()} (HTTP ${res.status()})`); });
+  tab.on('console', (msg) => { if (msg.type() === 'error') r.console.push(msg.text()); });
+  tab.on('pageerror', (err) => r.console.push(`uncaught: ${err.message}`));
+  await tab.goto(`${base}/${page}`, { waitUntil: 'load' });
+  // Wait for MathJax (if the page has math) to finish typesetting.
+  await tab.waitForFunction(() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise),
+                            null, { timeout: 20000 }).catch(() => {});
+  await tab.evaluate(() => window.MathJax?.startup?.promise).catch(() => {});
+  r.math = await tab.evaluate(() => document.querySelectorAll('mjx-container').length);
+  r.rawTex = await tab.evaluate(() => {
+    const main = document.querySelector('main') || document.body || document.documentElement;
+    const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+    const hits = [];
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      if (n.parentElement.closest('pre, code, script, style, mjx-container, .highlight')) continue;
+      const m = n.textContent.match(/\\\(|\\\[|\$\$|\\(frac|sum|mathbf|left|right|begin)\b/);
+      if (m) hits.push(n.textContent.trim().slice(0, 80));
+    }
+    return hits;
+  });
+  // Static sliders: move each to its last position; the frame (img src) must change.
+  const sliders = await tab.$$('.dlcv-interactive input[type=range]');
+  for (const [i, slider] of sliders.entries()) {
+    const img = await slider.evaluateHandle((s) => s.closest('.dlcv-interactive').querySelector('img'));
+    const before = await img.evaluate((el) => el.src);
+    await slider.evaluate((s) => { s.value = s.max; s.dispatchEvent(new Event('input', { bubbles: true })); });
+    const after = await img.evaluate((el) => el.src);
+    r.sliders.push({ index: i, changed: before !== after });
+  }
+  await context.close();
+  results.push(r);
+}
+await browser.close();
+console.log(JSON.stringify(results, null, 1));

@@ -1,0 +1,96 @@
+"""The built site in a real browser (headless Chromium driven by Playwright; run after `make book`).
+
+Every page must load with no failed request, no request to any host but the local server (the
+site works offline), no console error; math must be typeset by the site's own MathJax; every
+static slider of dlcv.interactive must change its frame when moved. A control page that
+breaks each rule checks that the checker can fail.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+from test_site import HTML, PAGES, ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCRIPT = ROOT / "tests" / "browser" / "check_site.mjs"
+
+
+def serve(directory: Path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run_checker(directory: Path, pages: list[str]) -> dict[str, dict]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` (apt-get install chromium) "
+                    "or set CHROMIUM to a Chromium binary")
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("node_modules/playwright-core is missing: run `npm ci` (make install does)")
+    server = serve(directory)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = subprocess.run(["node", str(SCRIPT), base, *pages], capture_output=True, text=True,
+                              timeout=600, cwd=ROOT, env={**os.environ, "CHROMIUM": CHROMIUM})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, f"browser checker failed:\n{proc.stderr[-3000:]}"
+    return {r["page"]: r for r in json.loads(proc.stdout)}
+
+
+@pytest.fixture(scope="module")
+def results():
+    assert (HTML / "index.html").is_file(), "run `make book` first"
+    pages = ["index.html", "search.html", "genindex.html"] + [f"{p}.html" for p in PAGES]
+    return run_checker(HTML, pages)
+
+
+@pytest.mark.parametrize("page", ["index.html", "search.html", "genindex.html"] + [f"{p}.html" for p in PAGES])
+def test_page_loads_cleanly_offline(results, page):
+    r = results[page]
+    assert not r["external"], f"{page} requests other hosts: {r['external'][:5]}"
+    assert not r["failed"], f"{page} has failed requests: {r['failed'][:5]}"
+    assert not r["console"], f"{page} logs console errors: {r['console'][:5]}"
+
+
+@pytest.mark.parametrize("page", [f"{p}.html" for p in PAGES])
+def test_math_is_typeset(results, page):
+    soup = BeautifulSoup((HTML / page).read_text(encoding="utf-8"), "html.parser")
+    has_math = bool(soup.select("main .math"))
+    r = results[page]
+    assert not r["rawTex"], f"{page}: raw TeX left on the page: {r['rawTex'][:3]}"
+    if has_math:
+        assert r["math"] > 0, f"{page} has math but MathJax typeset none of it"
+
+
+def test_static_sliders_change_the_frame(results):
+    sliders = [(page, s) for page, r in results.items() for s in r["sliders"]]
+    assert sliders, "no page has a static slider (dlcv.interactive); chapter 2 should"
+    dead = [f"{page} slider {s['index']}" for page, s in sliders if not s["changed"]]
+    assert not dead, f"sliders that do not change their frame: {dead}"
+
+
+def test_checker_catches_a_broken_page(tmp_path):
+    (tmp_path / "bad.html").write_text(
+        "<html><body><main><p>Raw TeX: $$\\frac{a}{b}$$</p>"
+        '<img src="https://example.com/x.png" alt="x"><img src="missing.png" alt="y">'
+        '<div class="dlcv-interactive"><input type="range" min="0" max="2" value="0"><img src="a.png" alt="z"></div>'
+        "<script>console.error('boom')</script></main></body></html>")
+    r = run_checker(tmp_path, ["bad.html"])["bad.html"]
+    assert r["external"] and any("example.com" in u for u in r["external"])
+    assert any("missing.png" in u for u in r["failed"])
+    assert any("boom" in m for m in r["console"])
+    assert r["rawTex"] and r["math"] == 0
+    assert r["sliders"] == [{"index": 0, "changed": False}]
