@@ -294,6 +294,8 @@ def notebook_for(name: str, final: bool, refs: References, commit: str, version:
             if not cell.source.strip():
                 continue
         else:
+            if "google.colab" in cell.source and "%pip install" in cell.source:
+                continue  # the chapter's own Colab cell (unpinned): replaced by the pinned one above
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
     nb.cells = cells
