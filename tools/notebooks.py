@@ -157,9 +157,13 @@ class Page:
     def equation_number(self, label: str) -> str:
         el = self.soup.find(id=f"equation-{label}") if self.soup else None
         eqno = el.find(class_="eqno") if el else None
-        if eqno is None:
-            return self._need(f"no numbered equation {label!r}", "")
-        return eqno.get_text().strip().rstrip("¶#").strip()
+        if eqno is not None:
+            return eqno.get_text().strip().rstrip("¶#").strip()
+        # an equation of another page: read the number from this page's link to it
+        link = self.soup.select_one(f'a[href$="#equation-{label}"]') if self.soup else None
+        if link is not None and link.get_text().strip():
+            return link.get_text().strip()
+        return self._need(f"no numbered equation {label!r}", "")
 
     def figure_number(self, label: str) -> str:
         el = self.soup.find(id=label) if self.soup else None

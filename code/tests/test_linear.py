@@ -88,3 +88,29 @@ def test_classifier_equals_nn_linear_trained_with_torch_sgd():
 def test_bad_input_is_named(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         bad(*problem())
+
+
+def test_soft_threshold_is_the_l1_proximal_step():
+    w = torch.tensor([-2.0, -0.5, 0.0, 0.3, 1.5])
+    assert torch.equal(linear.soft_threshold(w, 0.5), torch.tensor([-1.5, 0.0, 0.0, 0.0, 1.0]))
+    # prox minimises 1/2 (z - w)^2 + t |z| coordinate-wise: compare with a brute-force search
+    z = torch.linspace(-3, 3, 60001)
+    for wi in w:
+        best = z[(0.5 * (z - wi) ** 2 + 0.5 * z.abs()).argmin()]
+        assert abs(best - linear.soft_threshold(wi[None], 0.5)[0]) < 1e-3
+    with pytest.raises(ValueError):
+        linear.soft_threshold(w, -1)
+
+
+def test_train_linear_l2_penalty_equals_sgd_weight_decay_and_l1_gives_zeros():
+    x, _, _, y = problem(n=64, d=10, c=3, seed=2, dtype=torch.float32)
+    a, _ = linear.train_linear(x, y, lr=0.1, steps=30, l2=0.05)
+    b, _ = linear.train_linear(x, y, lr=0.1, steps=30, weight_decay=0.1)
+    assert torch.allclose(a.weight, b.weight, atol=1e-6) and torch.allclose(a.bias, b.bias, atol=1e-6)
+    sparse, hist = linear.train_linear(x, y, lr=0.1, steps=100, l1=0.05, x_val=x, y_val=y)
+    assert (sparse.weight == 0).float().mean() > 0.2
+    assert hist["train_loss"][-1] < hist["train_loss"][0] and len(hist["val_acc"]) == len(hist["step"])
+    with pytest.raises(ValueError, match="L1"):
+        linear.train_linear(x, y, lr=0.1, steps=1, l1=0.1, optimizer="adam")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        linear.train_linear(x, y, lr=0.1, steps=1, optimizer="lbfgs")

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["linear_scores", "softmax", "log_softmax", "cross_entropy", "squared_loss", "one_hot",
+__all__ = ["train_linear", "soft_threshold", "linear_scores", "softmax", "log_softmax", "cross_entropy", "squared_loss", "one_hot",
            "kl_divergence", "softmax_cross_entropy_grad", "numerical_gradient", "SoftmaxClassifier"]
 
 
@@ -155,3 +155,82 @@ class SoftmaxClassifier:
                 total += loss * len(idx)
             losses.append(float(total) / n)
         return losses
+
+
+def soft_threshold(w: torch.Tensor, t: float) -> torch.Tensor:
+    """The proximal step of ``t * ||w||_1``: shrink every entry towards 0 by ``t``, and set
+    entries smaller than ``t`` in magnitude to exactly 0. This is how L1 makes weights sparse."""
+    if t < 0:
+        raise ValueError(f"threshold must be >= 0, got {t}")
+    return torch.sign(w) * (w.abs() - t).clamp_min(0)
+
+
+_TORCH_OPTIMIZERS = {
+    "sgd": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd),
+    "momentum": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd),
+    "adam": lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd),
+    "adamw": lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd),
+}
+
+
+def train_linear(x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, optimizer: str = "sgd",
+                 batch_size: int | None = None, l2: float = 0.0, l1: float = 0.0, weight_decay: float = 0.0,
+                 seed: int = 0, x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+                 record_every: int = 10, num_classes: int | None = None):
+    """Train ``torch.nn.Linear`` with softmax cross-entropy for a fixed number of ``steps``.
+
+    ``l2`` adds ``l2 * ||W||^2`` to the loss (a penalty on the weights, not the bias);
+    ``l1`` applies the proximal step ``soft_threshold(W, lr * l1)`` after each SGD step (exact
+    zeros; SGD only); ``weight_decay`` is handed to the ``torch.optim`` optimiser named by
+    ``optimizer`` (``"sgd"``, ``"momentum"``, ``"adam"``, ``"adamw"``), where it means L2 for
+    SGD and Adam and decoupled decay for AdamW. ``batch_size=None`` is full-batch.
+    Returns ``(model, history)``; history holds ``step``, ``train_loss`` (the data loss on the
+    whole training set), and ``val_loss``/``val_acc`` when validation data are given, every
+    ``record_every`` steps.
+    """
+    if optimizer not in _TORCH_OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {sorted(_TORCH_OPTIMIZERS)}")
+    if l1 and optimizer != "sgd":
+        raise ValueError("the L1 proximal step is only correct for plain SGD (optimizer='sgd')")
+    if x.ndim != 2:
+        raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}")
+    c = num_classes or int(y.max()) + 1
+    _check_labels(y, len(x), c)
+    gen = torch.Generator().manual_seed(seed)
+    model = torch.nn.Linear(x.shape[1], c).to(x.device)
+    with torch.no_grad():
+        model.weight.copy_(1e-3 * torch.randn(c, x.shape[1], generator=gen))
+        model.bias.zero_()
+    opt = _TORCH_OPTIMIZERS[optimizer]([{"params": [model.weight], "weight_decay": weight_decay},
+                                        {"params": [model.bias], "weight_decay": 0.0}], lr, weight_decay)
+    history: dict[str, list] = {"step": [], "train_loss": [], "val_loss": [], "val_acc": []}
+    n = len(y)
+
+    def record(step):
+        with torch.no_grad():
+            history["step"].append(step)
+            history["train_loss"].append(float(torch.nn.functional.cross_entropy(model(x), y)))
+            if x_val is not None:
+                s = model(x_val)
+                history["val_loss"].append(float(torch.nn.functional.cross_entropy(s, y_val)))
+                history["val_acc"].append(float((s.argmax(1) == y_val).float().mean()))
+
+    record(0)
+    for step in range(1, steps + 1):
+        if batch_size:
+            idx = torch.randint(0, n, (batch_size,), generator=gen).to(x.device)
+            xb, yb = x[idx], y[idx]
+        else:
+            xb, yb = x, y
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        if l2:
+            loss = loss + l2 * (model.weight ** 2).sum()
+        loss.backward()
+        opt.step()
+        if l1:
+            with torch.no_grad():
+                model.weight.copy_(soft_threshold(model.weight, lr * l1))
+        if step % record_every == 0 or step == steps:
+            record(step)
+    return model, history
