@@ -26,6 +26,19 @@ ASSETS = [
 ]
 
 
+def write_favicon_ico(path: Path) -> None:
+    """Browsers ask every site for /favicon.ico (the redirect page at the root has no icon
+    link); serve one, drawn like book/images/favicon.svg, so that request never fails."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    d = ImageDraw.Draw(img)
+    d.rounded_rectangle((0, 0, 63, 63), radius=12, fill="#1f4e79")
+    d.ellipse((15, 15, 49, 49), outline="white", width=6)
+    d.ellipse((25, 25, 39, 39), fill="#f2a900")
+    img.save(path, sizes=[(16, 16), (32, 32), (48, 48), (64, 64)])
+
+
 def main() -> int:
     missing = [src for src, _, _ in ASSETS if not (NODE / src).exists()]
     if missing:
@@ -43,6 +56,7 @@ def main() -> int:
             shutil.copy2(source, OUT / dest)
     for own in (ROOT / "tools" / "site").glob("*.js"):  # the book's own glue scripts
         shutil.copy2(own, OUT / own.name)
+    write_favicon_ico(OUT.parent / "favicon.ico")
     n = sum(1 for p in OUT.rglob("*") if p.is_file())
     print(f"vendor_assets: {n} files in {OUT.relative_to(ROOT)}")
     return 0
