@@ -45,9 +45,10 @@ book: data
 test-package: data
 	$(BIN)/python -m pytest code/tests
 
-# The browser tests drive Debian's chromium; install it when missing and we are root.
+# The browser tests drive Debian's chromium (or the browser $CHROMIUM names); install it when
+# missing and we are root.
 chromium:
-	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+	@test -x "$${CHROMIUM:-/usr/bin/chromium}" || command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
 	  apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; \
 	  else echo "The browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
 

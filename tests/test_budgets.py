@@ -1,0 +1,30 @@
+"""Each chapter executes within the book's budget (90 s on a 2-core CPU), as recorded by the
+build's execution cache (tools/exec_times.py reads the same records). Run after `make book`."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from test_site import PAGES, ROOT
+
+spec = importlib.util.spec_from_file_location("exec_times", ROOT / "tools" / "exec_times.py")
+exec_times = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(exec_times)
+BUDGET_S = 90
+
+
+@pytest.fixture(scope="module")
+def times():
+    return exec_times.execution_times(ROOT / "_build" / ".jupyter_cache")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_chapter_executes_within_budget(times, page):
+    assert page in times, f"{page} has no execution record (make book)"
+    assert times[page] < BUDGET_S, f"{page} took {times[page]:.0f} s, over the {BUDGET_S} s budget"
+
+
+def test_table_lists_every_page(times):
+    text = exec_times.table(times, "test hardware")
+    assert all(f"`{p}`" in text for p in PAGES) and "**total**" in text

@@ -1,0 +1,65 @@
+"""Print a Markdown table of each chapter's execution time, from the build's execution cache.
+
+myst-nb executes chapters through jupyter-cache, which records ``execution_seconds`` for each
+notebook it runs. This script reads those records (for the chapters in ``_toc.yml``, in book
+order) and prints a table with the hardware the numbers came from, for the README or a CI run's
+summary. A chapter taken from an older cache entry shows the time of the run that made it.
+Usage: python tools/exec_times.py [CACHE_DIR]   (default _build/.jupyter_cache)
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [c["file"] for c in part.get("chapters", [])]
+    return pages
+
+
+def execution_times(cache_dir: Path) -> dict[str, float]:
+    from jupyter_cache import get_cache
+
+    if not cache_dir.is_dir():
+        raise SystemExit(f"exec_times: no execution cache at {cache_dir}; build the book first (make book)")
+    times = {}
+    for record in get_cache(str(cache_dir)).list_cache_records():
+        seconds = (record.data or {}).get("execution_seconds")
+        if seconds is not None:
+            page = Path(record.uri).resolve().relative_to(ROOT).with_suffix("").as_posix() \
+                if Path(record.uri).resolve().is_relative_to(ROOT) else Path(record.uri).stem
+            times[page] = max(seconds, times.get(page, 0.0))
+    return times
+
+
+def table(times: dict[str, float], hardware: str) -> str:
+    lines = [f"Execution time per chapter on {hardware}:", "", "| page | seconds |", "| --- | ---: |"]
+    total = 0.0
+    for page in toc_pages():
+        if page in times:
+            lines.append(f"| `{page}` | {times[page]:.0f} |")
+            total += times[page]
+        else:
+            lines.append(f"| `{page}` | (not in the cache) |")
+    lines.append(f"| **total** | **{total:.0f}** |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT / "code" / "src"))
+    from dlcv.runtime import describe_hardware
+
+    cache = Path(argv[0]) if argv else ROOT / "_build" / ".jupyter_cache"
+    print(table(execution_times(cache), describe_hardware()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
