@@ -142,6 +142,8 @@ class Value:
         return Value._wrap(other) - self
 
     def __rtruediv__(self, other):
+        if other == 1:  # 1 / v: a reciprocal gate, without a multiplication by the constant 1
+            return self ** -1
         return Value._wrap(other) / self
 
     # --- backpropagation ----------------------------------------------------------------------
@@ -179,9 +181,19 @@ def draw_graph(root: Value, ax=None, show_grad: bool = True):
 
     order = topological_order(root)
     depth: dict[int, int] = {}
+    for node in order:  # a computed value sits one column right of its deepest input
+        if node.parents:
+            depth[id(node)] = 1 + max(depth[id(p)] for p in node.parents)
+        else:
+            depth[id(node)] = 0
+    # a leaf sits just left of the first operation that uses it, not far away in column 0
+    consumers: dict[int, list[Value]] = {}
     for node in order:
-        depth[id(node)] = 1 + max((depth[id(p)] for p in node.parents), default=-1) if node.parents else 0
-    # operation nodes sit between a value and its parents: give values even columns
+        for p in node.parents:
+            consumers.setdefault(id(p), []).append(node)
+    for node in order:
+        if not node.parents and id(node) in consumers:
+            depth[id(node)] = min(depth[id(c)] for c in consumers[id(node)]) - 1
     columns: dict[int, list[Value]] = {}
     for node in order:
         columns.setdefault(depth[id(node)], []).append(node)
@@ -190,8 +202,8 @@ def draw_graph(root: Value, ax=None, show_grad: bool = True):
         for i, node in enumerate(nodes):
             pos[id(node)] = (2.0 * d, (len(nodes) - 1) / 2 - i)
     if ax is None:
-        width = 2.2 * (max(columns) + 1) + 1
-        height = 1.1 * max(len(v) for v in columns.values()) + 0.8
+        width = 1.6 * (max(columns) - min(columns) + 1) + 1
+        height = 1.0 * max(len(v) for v in columns.values()) + 0.8
         fig, ax = plt.subplots(figsize=(width, height))
     else:
         fig = ax.figure
@@ -201,12 +213,12 @@ def draw_graph(root: Value, ax=None, show_grad: bool = True):
             ox, oy = x - 0.9, y
             ax.add_patch(plt.Circle((ox, oy), 0.22, facecolor="#f2f2f2", edgecolor="black", lw=0.8))
             ax.text(ox, oy, node.op, ha="center", va="center", fontsize=9)
-            ax.annotate("", xy=(x - 0.62, y), xytext=(ox + 0.22, oy),
-                        arrowprops=dict(arrowstyle="->", lw=0.8))
+            ax.annotate("", xy=(x - 0.28, y), xytext=(ox + 0.22, oy),
+                        arrowprops=dict(arrowstyle="->", lw=0.8, shrinkA=0, shrinkB=0))
             for p in node.parents:
                 px, py = pos[id(p)]
-                ax.annotate("", xy=(ox - 0.22, oy), xytext=(px + 0.62, py),
-                            arrowprops=dict(arrowstyle="->", lw=0.8, color="grey"))
+                ax.annotate("", xy=(ox - 0.22, oy), xytext=(px + 0.28, py),
+                            arrowprops=dict(arrowstyle="->", lw=0.8, color="grey", shrinkA=0, shrinkB=0))
         text = (f"{node.label}\n" if node.label else "") + f"{node.data:.3g}"
         ax.text(x, y, text, ha="center", va="center", fontsize=9,
                 bbox=dict(boxstyle="round,pad=0.3", facecolor="#e8f0fa", edgecolor="#0072B2"))
