@@ -155,6 +155,9 @@ class Page:
         return out["data"].get("image/png") if out else None
 
     def equation_number(self, label: str) -> str:
+        from docutils.nodes import make_id  # Sphinx turns labels into ids this way ("eq-dW" -> "eq-dw")
+
+        label = make_id(label)
         el = self.soup.find(id=f"equation-{label}") if self.soup else None
         eqno = el.find(class_="eqno") if el else None
         if eqno is not None:
@@ -166,7 +169,9 @@ class Page:
         return self._need(f"no numbered equation {label!r}", "")
 
     def figure_number(self, label: str) -> str:
-        el = self.soup.find(id=label) if self.soup else None
+        from docutils.nodes import make_id
+
+        el = self.soup.find(id=make_id(label)) if self.soup else None
         num = el.find(class_="caption-number") if el else None
         return num.get_text().strip() if num else self._need(f"no numbered figure {label!r}", "Figure")
 
