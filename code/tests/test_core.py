@@ -123,8 +123,10 @@ def test_interactive_figure_has_a_frame_per_value_and_html_controls():
     assert 'type="range"' in html and "<select" in html and html.count("data:image/png") >= 7
     bundle = f._repr_mimebundle_()
     assert "text/html" in bundle
-    with pytest.raises(ValueError, match="one or two"):
+    with pytest.raises(ValueError, match="one to three"):
         interactive.interactive_figure(draw)
+    with pytest.raises(ValueError, match="fewer values"):
+        interactive.interactive_figure(draw, k=list(range(9)), mode=list(range(9)))
     with pytest.raises(TypeError, match="Figure"):
         interactive.interactive_figure(lambda k: None, k=[1])
 
