@@ -94,3 +94,31 @@ def test_bad_input_is_named():
         conv.conv2d_loops(torch.zeros(1, 3, 5, 5), torch.zeros(4, 2, 3, 3))
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
         conv.max_pool2d(torch.zeros(5, 5))
+
+
+@pytest.mark.parametrize("name, kwargs", [("alexnet", {}), ("resnet18", {}), ("resnet50", {}),
+                                          ("googlenet", {"aux_logits": False, "init_weights": False})])
+def test_torchvision_complexity_matches_published_figures(name, kwargs):
+    r = complexity.torchvision_complexity(name, **kwargs)
+    assert r["params"] == r["published_params"] or name == "googlenet"
+    assert abs(r["gmacs"] - r["published_gmacs"]) / r["published_gmacs"] < 0.02
+    with pytest.raises(ValueError, match="no weights"):
+        complexity.torchvision_complexity("resnet18", weights="NOPE")
+
+
+def test_basic_and_bottleneck_blocks_cost_18_and_17_HWC2():
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    H = W = 14
+    C = 32
+    basic = complexity.layer_table(BasicBlock(C, C), (C, H, W))
+    bottle = complexity.layer_table(Bottleneck(4 * C, C), (4 * C, H, W))
+    assert sum(r.macs for r in basic) == 18 * H * W * C * C
+    assert sum(r.macs for r in bottle) == 17 * H * W * C * C
+
+
+def test_small_resnet_shapes():
+    from dlcv.models import SmallResNet
+    m = SmallResNet(widths=(8, 16), blocks=2)
+    assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    with pytest.raises(ValueError):
+        SmallResNet(widths=())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Layer", "layer_table", "count_flops", "count_params", "table_html", "totals"]
+__all__ = ["Layer", "layer_table", "count_flops", "count_params", "table_html", "totals", "torchvision_complexity"]
 
 COUNTED = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 
@@ -120,3 +120,22 @@ def table_html(header: list[str], rows: list[list], align: str | None = None) ->
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cell(v, a) for v, a in zip(r, align)) + "</tr>" for r in rows)
     return f'<table class="table dlcv-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def torchvision_complexity(name: str, input_shape=(3, 224, 224), weights: str = "IMAGENET1K_V1", **kwargs) -> dict:
+    """Measure a torchvision architecture (built on the ``meta`` device: no weights, no
+    download, no arithmetic) and put it beside torchvision's published figures for
+    ``weights``: returns ``params``, ``gmacs`` (our count, multiply-adds / 1e9), and
+    ``published_params``, ``published_gmacs`` (torchvision's ``_ops``, which counts
+    multiply-adds), ``acc1``, ``acc5`` (ImageNet-1k validation, from the weights' metadata)."""
+    import torchvision
+
+    try:
+        meta = getattr(torchvision.models.get_model_weights(name), weights).meta
+    except (ValueError, AttributeError) as e:
+        raise ValueError(f"torchvision has no weights {weights!r} for a model named {name!r}") from e
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    return {"name": name, "params": count_params(model), "gmacs": count_flops(model, input_shape) / 2e9,
+            "published_params": meta["num_params"], "published_gmacs": meta["_ops"],
+            "acc1": meta["_metrics"]["ImageNet-1K"]["acc@1"], "acc5": meta["_metrics"]["ImageNet-1K"]["acc@5"]}
