@@ -37,12 +37,15 @@ class SmallResNet(nn.Module):
     stage of ``blocks`` basic residual blocks per width in ``widths`` (every stage after the
     first halves the resolution with a stride-2 block and a 1x1 projection shortcut, as in
     ResNet), global average pooling and one linear layer. Blocks are torchvision's own
-    ``BasicBlock``, the block of ResNet-18 and ResNet-34."""
+    ``BasicBlock``, the block of ResNet-18 and ResNet-34, unless ``block`` names another class
+    with the same constructor (an exercise removes the skip connection this way)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, widths=(16, 32, 64), blocks: int = 1):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, widths=(16, 32, 64), blocks: int = 1,
+                 block=None):
         super().__init__()
         from torchvision.models.resnet import BasicBlock
 
+        BasicBlock = block or BasicBlock  # noqa: N806
         if not widths or blocks < 1:
             raise ValueError(f"need at least one stage and one block per stage, got widths={widths}, blocks={blocks}")
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
