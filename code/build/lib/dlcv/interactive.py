@@ -46,8 +46,8 @@ class InteractiveFigure:
 
     def __init__(self, draw: Callable[..., Any], params: dict[str, Sequence], dpi: int = 72,
                  alt: str = "interactive figure"):
-        if not 1 <= len(params) <= 2:
-            raise ValueError(f"interactive_figure takes one or two parameters, got {len(params)}")
+        if not 1 <= len(params) <= 3:
+            raise ValueError(f"interactive_figure takes one to three parameters, got {len(params)}")
         for name, values in params.items():
             if isinstance(values, (str, bytes)) or len(values) == 0:
                 raise ValueError(f"parameter {name!r} needs a non-empty list of values, got {values!r}")
@@ -139,5 +139,6 @@ class InteractiveFigure:
 
 def interactive_figure(draw: Callable[..., Any], dpi: int = 72, alt: str = "interactive figure",
                        **params: Sequence) -> InteractiveFigure:
-    """An interactive figure over one or two parameters; see the module docstring."""
+    """An interactive figure over one to three parameters (at most MAX_FRAMES combinations);
+    see the module docstring."""
     return InteractiveFigure(draw, params, dpi=dpi, alt=alt)

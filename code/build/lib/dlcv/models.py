@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SmallConvNet"]
+__all__ = ["SmallConvNet", "SmallResNet"]
 
 
 class SmallConvNet(nn.Module):
@@ -30,3 +30,37 @@ class SmallConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class SmallResNet(nn.Module):
+    """A small residual network for ``[N, C, 28, 28]`` images (Chapter 8): a 3x3 stem, one
+    stage of ``blocks`` basic residual blocks per width in ``widths`` (every stage after the
+    first halves the resolution with a stride-2 block and a 1x1 projection shortcut, as in
+    ResNet), global average pooling and one linear layer. Blocks are torchvision's own
+    ``BasicBlock``, the block of ResNet-18 and ResNet-34, unless ``block`` names another class
+    with the same constructor (an exercise removes the skip connection this way)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, widths=(16, 32, 64), blocks: int = 1,
+                 block=None):
+        super().__init__()
+        from torchvision.models.resnet import BasicBlock
+
+        BasicBlock = block or BasicBlock  # noqa: N806
+        if not widths or blocks < 1:
+            raise ValueError(f"need at least one stage and one block per stage, got widths={widths}, blocks={blocks}")
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        c_in = widths[0]
+        for i, c in enumerate(widths):
+            for j in range(blocks):
+                stride = 2 if i > 0 and j == 0 else 1
+                down = None
+                if stride != 1 or c_in != c:
+                    down = nn.Sequential(nn.Conv2d(c_in, c, 1, stride=stride, bias=False), nn.BatchNorm2d(c))
+                layers.append(BasicBlock(c_in, c, stride=stride, downsample=down))
+                c_in = c
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
