@@ -52,8 +52,12 @@ def test_notebook_reads_as_plain_jupyter(path):
 def fresh_reader(tmp_path_factory):
     """A new virtual environment with the package installed from a wheel, and no repository."""
     tmp = tmp_path_factory.mktemp("reader")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist",
-                    ROOT / "code"], check=True)
+    # build the wheel from a copy, so that setuptools' build/ folder never lands in the repository
+    source = tmp / "dlcv-source"
+    shutil.copytree(ROOT / "code", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__",
+                                                                          ".pytest_cache", "tests"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist", source],
+                   check=True)
     wheel = next((tmp / "dist").glob("dlcv-*.whl"))
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)

@@ -11,17 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        pages += [c["file"] for c in part.get("chapters", [])]
-    return pages
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from book_toc import ROOT, toc_pages  # noqa: E402
 
 
 def execution_times(cache_dir: Path) -> dict[str, float]:

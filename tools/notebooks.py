@@ -34,7 +34,9 @@ import nbformat
 import yaml
 from bs4 import BeautifulSoup
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from book_toc import ROOT, toc_pages  # noqa: E402
+
 BUILD = ROOT / "_build"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"].rstrip("/")
@@ -59,13 +61,6 @@ ADMONITIONS = {"note": "Note", "tip": "Tip", "warning": "Warning", "important": 
 class Unresolved(Exception):
     """A MyST construct this build could not turn into plain notebook Markdown."""
 
-
-def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        pages += [c["file"] for c in part.get("chapters", [])]
-    return pages
 
 
 def build_commit() -> str:

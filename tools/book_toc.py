@@ -1,0 +1,17 @@
+"""The book's pages in reading order, from _toc.yml (shared by the build tools)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toc_pages() -> list[str]:
+    """``["book/intro", "book/ch01_history", ...]``: the root, then every part's chapters."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [c["file"] for c in part.get("chapters", [])]
+    return pages
