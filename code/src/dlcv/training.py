@@ -60,9 +60,10 @@ class History:
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {k: v for k, v in vars(self).items() if v}
+        return {k: v for k, v in vars(self).items() if isinstance(v, list) and v}
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -100,7 +101,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
 def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, epochs: int,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3, batch_size: int = 128,
         loss_fn: Callable = nn.functional.cross_entropy, scheduler=None, seed: int = 0,
-        progress: bool | None = None) -> History:
+        progress: bool | None = None, augment: Callable | None = None, patience: int | None = None,
+        restore_best: bool = False) -> History:
     """Train ``model`` for a fixed number of ``epochs``; returns a ``History`` for plotting.
 
     ``optimizer`` defaults to Adam with learning rate ``lr``. ``scheduler`` (optional) is
@@ -108,6 +110,12 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     environment variable ``DLCV_NO_PROGRESS`` is set (the book's build sets it, so that
     the published pages carry no dead progress bars). Shuffling uses its own generator seeded by ``seed``, so a run is
     repeatable on the CPU whatever else drew random numbers before it.
+
+    ``augment(x, y, generator) -> (x, y)`` transforms each training batch (augmentation, or mixup,
+    whose soft targets ``[B, C]`` ``F.cross_entropy`` accepts). With validation data,
+    ``restore_best`` keeps a copy of the weights of the epoch with the lowest validation loss and
+    loads it at the end, and ``patience`` stops early after that many epochs without a new best
+    (early stopping); ``history.best_epoch`` records it (0-based).
     """
     from tqdm.auto import tqdm
 
@@ -121,17 +129,26 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     if train.x.device != device:
         raise ValueError(f"training data is on {train.x.device} but the model is on {device}; "
                          "move one of them with .to(device)")
+    if (restore_best or patience is not None) and val is None:
+        raise ValueError("restore_best and patience need validation data (val=...)")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be a positive number of epochs, got {patience}")
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = History()
+    best_loss, best_state, waited = float("inf"), None, 0
     bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
     for _ in bar:
         model.train()
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for x, y in train.batches(batch_size, shuffle=True, generator=generator):
+            if augment is not None:
+                x, y = augment(x, y, generator)
             logits = model(x)
             loss = loss_fn(logits, y)
+            if y.ndim == 2:  # soft targets (mixup): count the larger share as the label
+                y = y.argmax(1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -147,4 +164,15 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
             history.val_acc.append(va)
         bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}",
                         **({"val_acc": f"{history.val_acc[-1]:.3f}"} if val is not None else {}))
+        if val is not None and history.val_loss[-1] < best_loss:
+            best_loss, waited = history.val_loss[-1], 0
+            history.best_epoch = len(history.val_loss) - 1
+            if restore_best:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif val is not None:
+            waited += 1
+            if patience is not None and waited >= patience:
+                break
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
     return history
