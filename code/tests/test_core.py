@@ -140,3 +140,18 @@ def test_pretrained_model_classifies_a_real_photo():
     assert preds[0][0][0] == "espresso"
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         pretrained.preprocess(np.zeros((10, 10), np.uint8))
+
+
+def test_efficientnet_trunk_and_tail_recompose_the_model():
+    model = pretrained.efficientnet_lite0()
+    x = torch.rand(2, 3, 96, 96) * 2 - 1
+    with torch.no_grad():
+        full = model(x)
+        for start in (0, 14, 16):
+            tail = pretrained.EfficientNetTail(model, start, num_classes=None).eval()
+            assert torch.allclose(tail(pretrained.trunk_features(model, x, start)), full, atol=1e-4)
+    probe = pretrained.EfficientNetTail(model, 16, num_classes=5, trainable="head")
+    trainable = [n for n, p in probe.named_parameters() if p.requires_grad]
+    assert trainable == ["fc.weight", "fc.bias"]
+    with pytest.raises(ValueError):
+        pretrained.trunk_features(model, x, 17)

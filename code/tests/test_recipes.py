@@ -85,3 +85,15 @@ def test_fit_early_stopping_restores_the_best_weights_and_accepts_mixup():
     assert len(h2.train_loss) == 2
     with pytest.raises(ValueError, match="validation"):
         fit(model, TensorData(x, y), epochs=1, restore_best=True, progress=False)
+
+
+def test_shift_and_flip_moves_pixels_but_keeps_content():
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 3, 4] = 1.0
+    out, y = recipes.shift_and_flip(x, torch.arange(64), torch.Generator().manual_seed(0), pad=2)
+    assert out.shape == x.shape and torch.equal(y, torch.arange(64))
+    assert (out.sum(dim=(1, 2, 3)) == 1).all()            # the bright pixel stays inside the 8x8 window
+    positions = {tuple(torch.nonzero(o[0]).flatten().tolist()) for o in out}
+    assert len(positions) > 5
+    with pytest.raises(ValueError):
+        recipes.shift_and_flip(torch.zeros(3, 8, 8), torch.arange(3))

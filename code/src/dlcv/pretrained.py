@@ -18,7 +18,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["efficientnet_lite0", "imagenet_classes", "preprocess", "classify", "IMAGE_SIZE"]
+__all__ = ["efficientnet_lite0", "imagenet_classes", "preprocess", "classify", "IMAGE_SIZE",
+           "trunk_features", "EfficientNetTail"]
 
 IMAGE_SIZE = 224
 MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite expects (x - 127) / 128, i.e. [-1, 1]
@@ -74,3 +75,58 @@ def classify(model: torch.nn.Module, images, k: int = 5, device: torch.device | 
     top = probs.topk(k, dim=1)
     preds = [[(names[i], float(p)) for p, i in zip(ps, ids)] for ps, ids in zip(top.values, top.indices)]
     return preds, probs
+
+
+@torch.no_grad()
+def trunk_features(model: torch.nn.Module, x: torch.Tensor, upto: int, batch_size: int = 64) -> torch.Tensor:
+    """Run the frozen first part of EfficientNet-Lite0 (stem and blocks ``0 .. upto-1``) in
+    evaluation mode on ``x [N, 3, H, W]`` (scaled to [-1, 1]) and return the activations, batch by
+    batch. Transfer learning caches these once, then trains only what comes after."""
+    if not 0 <= upto <= len(model._blocks):
+        raise ValueError(f"upto must be in 0..{len(model._blocks)}, got {upto}")
+    model.eval()
+    out = []
+    rate = model._global_params.drop_connect_rate or 0.0
+    for i in range(0, len(x), batch_size):
+        h = model._swish(model._bn0(model._conv_stem(x[i:i + batch_size])))
+        for idx, block in enumerate(model._blocks[:upto]):
+            h = block(h, drop_connect_rate=rate * idx / len(model._blocks))
+        out.append(h)
+    return torch.cat(out)
+
+
+class EfficientNetTail(torch.nn.Module):
+    """The rest of EfficientNet-Lite0 after ``trunk_features(..., upto=start)``: blocks
+    ``start..15`` and the head (copied, so the original model is untouched), global average
+    pooling and a new linear classifier with ``num_classes`` outputs. ``trainable="head"`` freezes
+    everything but the new classifier (a *linear probe*); ``trainable="all"`` fine-tunes the copied
+    blocks too. With ``num_classes=None`` the original 1,000-class layer is kept."""
+
+    def __init__(self, model: torch.nn.Module, start: int, num_classes: int | None, trainable: str = "all"):
+        super().__init__()
+        import copy
+
+        if trainable not in ("head", "all"):
+            raise ValueError(f"trainable must be 'head' or 'all', got {trainable!r}")
+        self.start, self.n_blocks = start, len(model._blocks)
+        self.rate = model._global_params.drop_connect_rate or 0.0
+        self.blocks = copy.deepcopy(model._blocks[start:])
+        self.conv_head, self.bn1 = copy.deepcopy(model._conv_head), copy.deepcopy(model._bn1)
+        self.act = model._swish
+        self.fc = copy.deepcopy(model._fc) if num_classes is None else torch.nn.Linear(model._fc.in_features, num_classes)
+        if trainable == "head":
+            for p in list(self.blocks.parameters()) + list(self.conv_head.parameters()) + list(self.bn1.parameters()):
+                p.requires_grad_(False)
+        self.trainable = trainable
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.trainable == "head":  # frozen layers keep their ImageNet batch-norm statistics
+            self.blocks.eval(), self.bn1.eval()
+        return self
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for idx, block in enumerate(self.blocks, start=self.start):
+            h = block(h, drop_connect_rate=self.rate * idx / self.n_blocks if self.training else 0.0)
+        h = self.act(self.bn1(self.conv_head(h)))
+        return self.fc(h.mean(dim=(2, 3)))

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["INITS", "activation_stats", "dead_units", "dropout", "mixup", "step_lr", "cosine_lr",
+__all__ = ["shift_and_flip", "INITS", "activation_stats", "dead_units", "dropout", "mixup", "step_lr", "cosine_lr",
            "grid_points", "random_points", "ensemble_predict"]
 
 INITS: dict[str, Callable[[int], float]] = {
@@ -117,3 +117,21 @@ def ensemble_predict(models: Sequence[torch.nn.Module], x: torch.Tensor) -> torc
         m.eval()
         probs.append(torch.softmax(m(x), dim=1))
     return torch.stack(probs).mean(dim=0)
+
+
+def shift_and_flip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+                   pad: int = 2, flip: bool = True):
+    """Per-image augmentation for a batch ``x [N, C, H, W]``: a random crop of the image padded
+    by ``pad`` pixels (a shift of up to ``pad`` in each direction) and, with ``flip``, a random
+    horizontal flip. Labels pass through. Signature fits ``fit(..., augment=...)``."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be [N, C, H, W], got shape {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
+    out = torch.stack([xp[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if flip:
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+    return out, y
