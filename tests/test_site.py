@@ -2,26 +2,19 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
 from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
+sys.path.insert(0, str(ROOT / "tools"))
+from book_toc import toc_pages  # noqa: E402  (the same reader the build tools use)
 
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    for part in toc.get("parts", []):
-        files += [c["file"] for c in part.get("chapters", [])]
-    return files
-
-
-PAGES = toc_files()
+PAGES = toc_pages()
 
 
 @pytest.fixture(scope="module", params=PAGES)
