@@ -80,6 +80,7 @@ def test_layer_table_counts_agree_with_torch_flop_counter():
     assert sum(r.params for r in rows) == complexity.count_params(model)
     conv_linear_macs = sum(r.macs for r in rows if r.kind in ("conv", "linear"))
     assert 2 * conv_linear_macs == complexity.count_flops(model, (3, 16, 16))
+    assert model.training, "counting must leave the model in the mode it found it"
     with torch.device("meta"):
         big = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3))
     assert complexity.count_flops(big, (3, 224, 224)) == 2 * 64 * 112 * 112 * 3 * 49

@@ -12,13 +12,15 @@ Pass a model built on the ``meta`` device to count a large network without compu
 """
 from __future__ import annotations
 
+import contextlib
 import html
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["Layer", "layer_table", "count_flops", "count_params", "table_html", "totals", "torchvision_complexity"]
+__all__ = ["Layer", "layer_table", "count_flops", "count_params", "table_html", "totals", "meta_model",
+           "torchvision_complexity"]
 
 COUNTED = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 
@@ -40,13 +42,26 @@ def _kernel_elems(k) -> int:
     return int(k[0]) * int(k[1])
 
 
+def _forward_once(model: nn.Module, input_shape: tuple[int, ...], context=None) -> None:
+    """One forward pass on a zero input of ``input_shape`` (plus the batch axis) on the model's
+    device, in evaluation mode and without gradients, inside ``context`` if given; the model's
+    training mode is restored afterwards."""
+    from dlcv.training import _model_device
+
+    was_training = model.training
+    model.eval()
+    try:
+        with context or contextlib.nullcontext(), torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=_model_device(model)))
+    finally:
+        model.train(was_training)
+
+
 def layer_table(model: nn.Module, input_shape: tuple[int, ...], kinds=COUNTED) -> list[Layer]:
     """Run ``model`` on one input of ``input_shape`` (without the batch axis) and return a
     ``Layer`` for every module of the given ``kinds``, in the order they ran."""
     if len(input_shape) < 1:
         raise ValueError(f"input_shape is the shape of one input without the batch axis, got {input_shape}")
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
     rows: list[Layer] = []
     names = {m: n for n, m in model.named_modules()}
 
@@ -74,11 +89,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...], kinds=COUNTED) -
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
-        model.train(was_training)
+        _forward_once(model, input_shape)
     finally:
         for h in handles:
             h.remove()
@@ -96,12 +107,8 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     ``FlopCounterMode`` (a multiply-add counts 2). Works for models on the ``meta`` device."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    model.eval()
     counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, *input_shape, device=device))
+    _forward_once(model, input_shape, counter)
     return int(counter.get_total_flops())
 
 
@@ -122,6 +129,15 @@ def table_html(header: list[str], rows: list[list], align: str | None = None) ->
     return f'<table class="table dlcv-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def meta_model(name: str, **kwargs) -> nn.Module:
+    """A torchvision architecture built on the ``meta`` device: shapes only, no weights, no
+    arithmetic, so even VGG-16 costs nothing to measure."""
+    import torchvision
+
+    with torch.device("meta"):
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
 def torchvision_complexity(name: str, input_shape=(3, 224, 224), weights: str = "IMAGENET1K_V1", **kwargs) -> dict:
     """Measure a torchvision architecture (built on the ``meta`` device: no weights, no
     download, no arithmetic) and put it beside torchvision's published figures for
@@ -134,8 +150,7 @@ def torchvision_complexity(name: str, input_shape=(3, 224, 224), weights: str = 
         meta = getattr(torchvision.models.get_model_weights(name), weights).meta
     except (ValueError, AttributeError) as e:
         raise ValueError(f"torchvision has no weights {weights!r} for a model named {name!r}") from e
-    with torch.device("meta"):
-        model = torchvision.models.get_model(name, weights=None, **kwargs)
+    model = meta_model(name, **kwargs)
     return {"name": name, "params": count_params(model), "gmacs": count_flops(model, input_shape) / 2e9,
             "published_params": meta["num_params"], "published_gmacs": meta["_ops"],
             "acc1": meta["_metrics"]["ImageNet-1K"]["acc@1"], "acc5": meta["_metrics"]["ImageNet-1K"]["acc@5"]}

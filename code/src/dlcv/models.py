@@ -45,7 +45,7 @@ class SmallResNet(nn.Module):
         super().__init__()
         from torchvision.models.resnet import BasicBlock
 
-        BasicBlock = block or BasicBlock  # noqa: N806
+        block = block or BasicBlock
         if not widths or blocks < 1:
             raise ValueError(f"need at least one stage and one block per stage, got widths={widths}, blocks={blocks}")
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
@@ -57,7 +57,7 @@ class SmallResNet(nn.Module):
                 down = None
                 if stride != 1 or c_in != c:
                     down = nn.Sequential(nn.Conv2d(c_in, c, 1, stride=stride, bias=False), nn.BatchNorm2d(c))
-                layers.append(BasicBlock(c_in, c, stride=stride, downsample=down))
+                layers.append(block(c_in, c, stride=stride, downsample=down))
                 c_in = c
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(c_in, num_classes)
