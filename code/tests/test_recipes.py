@@ -19,6 +19,24 @@ def test_initialisations_keep_or_lose_the_signal():
     assert 0.5 < kaiming[-1].pow(2).mean().sqrt() < 2
 
 
+def test_initialisation_stds_match_torch_init_and_shared_weights_repeat_a_draw():
+    w = torch.empty(4096, 1024)                                     # nn.Linear layout [out, in]
+    torch.nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu")
+    assert abs(w.std() - recipes.INITS["Kaiming (√(2/D_in))"](1024)) < 1e-3
+    torch.nn.init.xavier_normal_(w[:1024])                          # square: 2/(in+out) = 1/in
+    assert abs(w[:1024].std() - recipes.INITS["Xavier (1/√D_in)"](1024)) < 1e-3
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(1))
+    drawn = recipes.activation_stats(x, 3, 32, recipes.INITS["Xavier (1/√D_in)"], generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    shared = [torch.randn(64, 32, generator=g), torch.randn(32, 32, generator=g), torch.randn(32, 32, generator=g)]
+    reused = recipes.activation_stats(x, 3, 32, recipes.INITS["Xavier (1/√D_in)"], weights=shared)
+    assert all(torch.allclose(a, b) for a, b in zip(drawn, reused))
+    with pytest.raises(ValueError, match="one matrix per layer"):
+        recipes.activation_stats(x, 2, 32, recipes.INITS["Xavier (1/√D_in)"], weights=shared)
+    with pytest.raises(ValueError, match=r"weights\[0\] must be \[64, 16\]"):
+        recipes.activation_stats(x, 3, 16, recipes.INITS["Xavier (1/√D_in)"], weights=shared)
+
+
 def test_dropout_matches_torch_in_expectation_and_is_identity_in_eval():
     x = torch.ones(200_000)
     g = torch.Generator().manual_seed(0)

@@ -27,17 +27,29 @@ INITS: dict[str, Callable[[int], float]] = {
 @torch.no_grad()
 def activation_stats(x: torch.Tensor, depth: int, width: int, std: Callable[[int], float],
                      activation: Callable[[torch.Tensor], torch.Tensor] = torch.tanh,
-                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
+                     generator: torch.Generator | None = None,
+                     weights: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Push ``x [N, D]`` through ``depth`` fully connected layers of ``width`` units with weights
     drawn as ``N(0, std(D_in)^2)`` and no biases; return each layer's activations ``[N, width]``
-    (the lecture's experiment on how initialisation shapes the signal)."""
+    (the lecture's experiment on how initialisation shapes the signal).
+
+    ``weights`` (optional) are ``depth`` standard-normal matrices ``[D_in, width]`` to scale
+    instead of drawing new ones, so several initialisations can be compared on the same draw
+    (and a 4,096-wide stack is drawn once, not once per comparison)."""
     if x.ndim != 2:
         raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}")
+    if weights is not None and len(weights) != depth:
+        raise ValueError(f"weights must hold one matrix per layer ({depth}), got {len(weights)}")
     hs, h = [], x
-    for _ in range(depth):
+    for layer in range(depth):
         d_in = h.shape[1]
-        W = torch.randn(d_in, width, generator=generator, dtype=h.dtype).to(h.device) * std(d_in)
-        h = activation(h @ W)
+        if weights is None:
+            W = torch.randn(d_in, width, generator=generator, dtype=h.dtype)
+        else:
+            W = weights[layer]
+            if W.shape != (d_in, width):
+                raise ValueError(f"weights[{layer}] must be [{d_in}, {width}], got {tuple(W.shape)}")
+        h = activation((h @ W.to(device=h.device, dtype=h.dtype)) * std(d_in))   # scale the product, not W
         hs.append(h)
     return hs
 
