@@ -155,3 +155,9 @@ def test_efficientnet_trunk_and_tail_recompose_the_model():
     assert trainable == ["fc.weight", "fc.bias"]
     with pytest.raises(ValueError):
         pretrained.trunk_features(model, x, 17)
+    with torch.no_grad():
+        maps = pretrained.last_feature_maps(model, x)                 # [2, 1280, 3, 3] for 96 x 96 inputs
+        assert maps.shape == (2, 1280, 3, 3)
+        assert torch.allclose(model._fc(maps.mean((2, 3))), full, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        pretrained.last_feature_maps(model, x[:, :1])

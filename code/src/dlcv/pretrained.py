@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 __all__ = ["efficientnet_lite0", "imagenet_classes", "preprocess", "classify", "IMAGE_SIZE",
-           "trunk_features", "EfficientNetTail"]
+           "trunk_features", "EfficientNetTail", "last_feature_maps"]
 
 IMAGE_SIZE = 224
 MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite expects (x - 127) / 128, i.e. [-1, 1]
@@ -130,3 +130,16 @@ class EfficientNetTail(torch.nn.Module):
             h = block(h, drop_connect_rate=self.rate * idx / self.n_blocks if self.training else 0.0)
         h = self.act(self.bn1(self.conv_head(h)))
         return self.fc(h.mean(dim=(2, 3)))
+
+
+def last_feature_maps(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last convolutional feature maps ``[N, 1280, H/32, W/32]`` of EfficientNet-Lite0 for
+    ``x [N, 3, H, W]``: what its global average pooling averages before the final linear layer
+    ``model._fc``, so that ``model._fc(maps.mean((2, 3)))`` equals ``model(x)`` in evaluation mode
+    (class activation maps start here). Gradients flow, for saliency methods that need them."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"x must be [N, 3, H, W] images, got shape {tuple(x.shape)}")
+    h = model._swish(model._bn0(model._conv_stem(x)))
+    for block in model._blocks:
+        h = block(h, drop_connect_rate=0.0)
+    return model._swish(model._bn1(model._conv_head(h)))
