@@ -62,7 +62,12 @@ def test_images_exist_and_have_alt_text(page):
         if not src.startswith("data:"):
             target = (path.parent / unquote(urlsplit(src).path)).resolve()
             assert target.is_file(), f"{path.name}: missing image {src}"
-        assert img.get("alt", "").strip(), f"{path.name}: image {src[:60]} has no alt text"
+        alt = img.get("alt", "").strip()
+        assert alt, f"{path.name}: image {src[:60]} has no alt text"
+        # myst-nb's default alt text for a cell output is the image's own path: not a description
+        assert alt != src and not alt.startswith("../_images/"), (
+            f"{path.name}: image {src[:60]} has only its file name as alt text; set the cell's "
+            "mystnb.image.alt metadata or glue the figure with a {glue:figure} :alt:")
 
 
 def test_local_links_and_anchors_resolve(page):
