@@ -85,14 +85,15 @@ def trunk_features(model: torch.nn.Module, x: torch.Tensor, upto: int, batch_siz
     if not 0 <= upto <= len(model._blocks):
         raise ValueError(f"upto must be in 0..{len(model._blocks)}, got {upto}")
     model.eval()
-    out = []
-    rate = model._global_params.drop_connect_rate or 0.0
-    for i in range(0, len(x), batch_size):
-        h = model._swish(model._bn0(model._conv_stem(x[i:i + batch_size])))
-        for idx, block in enumerate(model._blocks[:upto]):
-            h = block(h, drop_connect_rate=rate * idx / len(model._blocks))
-        out.append(h)
-    return torch.cat(out)
+    return torch.cat([_stem_and_blocks(model, x[i:i + batch_size], upto) for i in range(0, len(x), batch_size)])
+
+
+def _stem_and_blocks(model: torch.nn.Module, x: torch.Tensor, upto: int) -> torch.Tensor:
+    """The stem and blocks ``0 .. upto-1`` of EfficientNet-Lite0 (evaluation mode: no drop-connect)."""
+    h = model._swish(model._bn0(model._conv_stem(x)))
+    for block in model._blocks[:upto]:
+        h = block(h, drop_connect_rate=0.0)
+    return h
 
 
 class EfficientNetTail(torch.nn.Module):
@@ -139,7 +140,5 @@ def last_feature_maps(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     (class activation maps start here). Gradients flow, for saliency methods that need them."""
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be [N, 3, H, W] images, got shape {tuple(x.shape)}")
-    h = model._swish(model._bn0(model._conv_stem(x)))
-    for block in model._blocks:
-        h = block(h, drop_connect_rate=0.0)
+    h = _stem_and_blocks(model, x, len(model._blocks))
     return model._swish(model._bn1(model._conv_head(h)))

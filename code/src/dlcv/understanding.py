@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -99,7 +100,8 @@ def dissection_iou(unit_maps: torch.Tensor, concept_masks: torch.Tensor, quantil
                          f"{tuple(unit_maps.shape)} and {tuple(concept_masks.shape)}")
     if not 0 < quantile < 1:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    threshold = torch.quantile(unit_maps.flatten().float()[:2**24], quantile)
+    # NumPy's quantile: the same linear interpolation as torch.quantile, without its 2^24-element limit
+    threshold = float(np.quantile(unit_maps.detach().cpu().double().numpy(), quantile))
     fires, concept = unit_maps > threshold, concept_masks.bool()
     union = (fires | concept).sum()
     return float((fires & concept).sum() / union) if union else 0.0
