@@ -100,18 +100,25 @@ def test_notebook_runs_for_a_fresh_reader(fresh_reader, path):
 
 
 def test_binder_environment_is_complete():
-    """repo2docker builds Binder from the root: requirements.txt (with the package and jupytext,
-    which opens the .md chapters as notebooks), runtime.txt (Python version) and postBuild
-    (fetches the data)."""
-    runtime = (ROOT / "runtime.txt").read_text().strip()
+    """repo2docker builds Binder from binder/ (and then ignores the root's files): its
+    requirements.txt takes the book's requirements (with the package and jupytext, which opens
+    the .md chapters as notebooks) and PyTorch's CPU wheels, runtime.txt names the Python
+    version and postBuild fetches the data."""
+    binder = ROOT / "binder"
+    runtime = (binder / "runtime.txt").read_text().strip()
     m = re.fullmatch(r"python-3\.(\d+)", runtime)
-    assert m, f"runtime.txt should read python-3.X, not {runtime!r}"
+    assert m, f"binder/runtime.txt should read python-3.X, not {runtime!r}"
     pyproject = (ROOT / "code" / "pyproject.toml").read_text()
     minimum = int(re.search(r'requires-python = ">=3\.(\d+)"', pyproject).group(1))
-    assert int(m.group(1)) >= minimum, "runtime.txt is older than the package's requires-python"
+    assert int(m.group(1)) >= minimum, "binder/runtime.txt is older than the package's requires-python"
+    for stray in ("runtime.txt", "postBuild", "environment.yml"):
+        assert not (ROOT / stray).exists(), f"{stray} at the root is ignored by Binder once binder/ exists"
+    lines = [r.strip() for r in (binder / "requirements.txt").read_text().splitlines()]
+    assert "-r ../requirements.txt" in lines, "Binder must install the book's own requirements"
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines, "Binder has no GPU: CPU wheels"
     requirements = (ROOT / "requirements.txt").read_text().split("\n")
     assert any(re.match(r"(-e\s+)?\./code\b", r.strip()) for r in requirements), "the package is not installed"
     assert any(r.startswith("jupytext") for r in requirements)
-    post = ROOT / "postBuild"
+    post = binder / "postBuild"
     assert os.access(post, os.X_OK), "postBuild must be executable"
     assert "python -m dlcv.data fetch" in post.read_text()
