@@ -29,6 +29,22 @@ def test_seeding_is_repeatable():
         runtime.seed_everything(-1)
 
 
+def test_determinism_is_global_on_the_cpu_and_cudnn_only_on_a_gpu(monkeypatch):
+    runtime.seed_everything(0)
+    assert torch.are_deterministic_algorithms_enabled() == (runtime.get_device(verbose=False).type == "cpu")
+    with monkeypatch.context() as m:
+        # What a GPU machine sees: no global mode (it would print a warning for every CUDA kernel
+        # without a deterministic version), deterministic cuDNN convolutions
+        m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.backends.cudnn, "deterministic", False)
+        runtime.seed_everything(0)
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    runtime.seed_everything(0)
+    with pytest.raises(ValueError, match="seed"):
+        runtime.seed_everything(True)
+
+
 def test_device_is_cpu_here_and_announced_once(capsys):
     dev = runtime.get_device()
     runtime.get_device()
