@@ -22,7 +22,6 @@ CATCHES = r'''
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np, torch
-from torch import nn
 import fake_cuda
 fake_cuda.install()
 import dlcv.runtime as rt

@@ -36,6 +36,7 @@ def test_determinism_is_global_on_the_cpu_and_cudnn_only_on_a_gpu(monkeypatch):
         # What a GPU machine sees: no global mode (it would print a warning for every CUDA kernel
         # without a deterministic version), deterministic cuDNN convolutions
         m.setattr(torch.cuda, "is_available", lambda: True)
+        m.setattr(torch.cuda, "get_device_name", lambda *a: "a GPU")
         m.setattr(torch.backends.cudnn, "deterministic", False)
         runtime.seed_everything(0)
         assert not torch.are_deterministic_algorithms_enabled()

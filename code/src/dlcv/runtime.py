@@ -32,7 +32,7 @@ def get_device(verbose: bool = True) -> torch.device:
     if torch.cuda.is_available():
         dev = torch.device("cuda")
         name = torch.cuda.get_device_name(0)
-    elif _mps_available():
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         dev, name = torch.device("mps"), "Apple GPU (MPS)"
     else:
         dev, name = torch.device("cpu"), f"CPU, {torch.get_num_threads()} threads"
@@ -58,15 +58,11 @@ def seed_everything(seed: int = 0) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
     torch.backends.cudnn.benchmark = False
-    if torch.cuda.is_available() or _mps_available():
+    if get_device(verbose=False).type != "cpu":
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = True
     else:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def scale() -> str:
