@@ -1,5 +1,6 @@
 # Deep Learning for Computer Vision: build and test.
-#   make book   create .venv if missing, install, fetch the data, build the site into _build/html
+#   make book   create .venv if missing, install, fetch the data, execute the chapters into the cache
+#               (in parallel, tools/execute.py), build the site into _build/html
 #   make test   the same installs, the package's tests, a strict book build, then checks of the site
 #               (HTML, headless Chromium, and every generated notebook run in a fresh venv)
 #   make serve  serve the built site on http://localhost:8000
@@ -38,6 +39,7 @@ book: data
 	$(BIN)/python tools/cache_key.py
 	$(BIN)/python tools/vendor_assets.py
 	$(BIN)/python tools/notebooks.py
+	$(BIN)/python tools/execute.py
 	$(BIN)/jupyter-book build --all -W --keep-going -n .
 	$(BIN)/python tools/notebooks.py --final
 	@echo "The book is in _build/html: open _build/html/index.html, or run 'make serve'."

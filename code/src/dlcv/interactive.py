@@ -10,7 +10,8 @@ object that displays as
 
 Both come in one MIME bundle; the book's ``_config.yml`` tells myst-nb to prefer the HTML.
 Frames are PNGs at ``dpi`` (72 by default), so a figure with a dozen frames weighs a few
-hundred kB.
+hundred kB. At the smoke scale (``dlcv.runtime``) only the first and the last combination are
+drawn: the check is that ``draw`` works at both ends of its range, not the frames in between.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import uuid
 from typing import Any, Callable, Sequence
 
 import matplotlib.pyplot as plt
+
+from . import runtime
 
 __all__ = ["interactive_figure", "InteractiveFigure"]
 
@@ -58,7 +61,10 @@ class InteractiveFigure:
             raise ValueError(f"{n} frames is more than {MAX_FRAMES}; offer fewer values")
         self.draw, self.params, self.dpi, self.alt = draw, {k: list(v) for k, v in params.items()}, dpi, alt
         self.frames: dict[str, str] = {}
-        for combo in itertools.product(*[range(len(v)) for v in self.params.values()]):
+        combos = list(itertools.product(*[range(len(v)) for v in self.params.values()]))
+        if runtime.is_smoke():
+            combos = list(dict.fromkeys([combos[0], combos[-1]]))
+        for combo in combos:
             kwargs = {name: self.params[name][i] for name, i in zip(self.params, combo)}
             fig = draw(**kwargs)
             if fig is None or not hasattr(fig, "savefig"):

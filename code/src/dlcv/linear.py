@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from . import runtime
+
 __all__ = ["train_linear", "soft_threshold", "linear_scores", "softmax", "log_softmax", "cross_entropy", "squared_loss", "one_hot",
            "kl_divergence", "softmax_cross_entropy_grad", "numerical_gradient", "SoftmaxClassifier"]
 
@@ -135,10 +137,14 @@ class SoftmaxClassifier:
             batch_size: int | None = None, l2: float = 0.0,
             generator: torch.Generator | None = None) -> list[float]:
         """Minibatch gradient descent on ``cross_entropy + l2 * ||W||^2``; returns the mean
-        loss of each epoch. ``batch_size=None`` is full-batch gradient descent."""
+        loss of each epoch. ``batch_size=None`` is full-batch gradient descent. At the smoke scale
+        (``dlcv.runtime``) at most ``SMOKE_EPOCHS`` epochs of ``SMOKE_BATCHES`` batches."""
         if lr <= 0 or epochs < 1:
             raise ValueError(f"need lr > 0 and epochs >= 1, got lr={lr}, epochs={epochs}")
         _check_labels(y, len(x), self.W.shape[0])
+        if runtime.is_smoke():  # a check that the code runs: one or two short epochs
+            epochs, keep = min(epochs, runtime.SMOKE_EPOCHS), runtime.SMOKE_BATCHES * (batch_size or len(y))
+            x, y = x[:keep], y[:keep]
         n, bs = len(y), batch_size or len(y)
         losses = []
         for _ in range(epochs):
@@ -186,7 +192,8 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, opt
     SGD and Adam and decoupled decay for AdamW. ``batch_size=None`` is full-batch.
     Returns ``(model, history)``; history holds ``step``, ``train_loss`` (the data loss on the
     whole training set), and ``val_loss``/``val_acc`` when validation data are given, every
-    ``record_every`` steps.
+    ``record_every`` steps and after the last. At the smoke scale (``dlcv.runtime``) it stops
+    after ``runtime.SMOKE_STEPS`` steps.
     """
     if optimizer not in _TORCH_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {sorted(_TORCH_OPTIMIZERS)}")
@@ -196,6 +203,8 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, opt
         raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}")
     c = num_classes or int(y.max()) + 1
     _check_labels(y, len(x), c)
+    if runtime.is_smoke():  # a check that the code runs: a few steps
+        steps = min(steps, runtime.SMOKE_STEPS)
     gen = torch.Generator().manual_seed(seed)
     model = torch.nn.Linear(x.shape[1], c).to(x.device)
     with torch.no_grad():

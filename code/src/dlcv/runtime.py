@@ -9,6 +9,12 @@ a laptop CPU (the build must finish in minutes on two cores) and larger on a GPU
 
 The scale is ``"large"`` on a CUDA GPU and ``"small"`` everywhere else; set the
 environment variable ``DLCV_SCALE`` to ``small`` or ``large`` to override it.
+
+A third scale, ``"smoke"``, is for checking that a chapter runs from top to bottom, not for
+reading its results: ``pick`` returns its ``smoke`` value (the ``small`` one where a chapter
+gives none), the package's training loops stop after a few batches (``SMOKE_EPOCHS``,
+``SMOKE_BATCHES``, ``SMOKE_STEPS``) and interactive figures draw two frames. The book's tests execute every generated notebook this way
+(``DLCV_SCALE=smoke``); it is never chosen by default.
 """
 from __future__ import annotations
 
@@ -20,10 +26,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "scale", "pick", "setup", "describe_hardware"]
+__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "setup", "describe_hardware"]
 
 T = TypeVar("T")
-SCALES = ("small", "large")
+SCALES = ("smoke", "small", "large")
+# what the package's training loops (training.fit, linear.train_linear, SoftmaxClassifier.fit) run
+# at the smoke scale: at most this many epochs, batches per epoch, steps
+SMOKE_EPOCHS, SMOKE_BATCHES, SMOKE_STEPS = 2, 2, 20
 _announced: set[str] = set()
 
 
@@ -35,7 +44,8 @@ def get_device(verbose: bool = True) -> torch.device:
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         dev, name = torch.device("mps"), "Apple GPU (MPS)"
     else:
-        dev, name = torch.device("cpu"), f"CPU, {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        dev, name = torch.device("cpu"), f"CPU, {threads} thread{'s' if threads > 1 else ''}"
     if verbose and dev.type not in _announced:
         _announced.add(dev.type)
         print(f"dlcv: running on {dev.type} ({name}), scale '{scale()}'")
@@ -66,7 +76,8 @@ def seed_everything(seed: int = 0) -> None:
 
 
 def scale() -> str:
-    """``"large"`` on a CUDA GPU, else ``"small"``; the ``DLCV_SCALE`` variable overrides it."""
+    """``"large"`` on a CUDA GPU, else ``"small"``; the ``DLCV_SCALE`` variable overrides it
+    (``small``, ``large``, or ``smoke`` for a quick check that code runs)."""
     forced = os.environ.get("DLCV_SCALE", "").strip().lower()
     if forced:
         if forced not in SCALES:
@@ -75,9 +86,20 @@ def scale() -> str:
     return "large" if torch.cuda.is_available() else "small"
 
 
-def pick(small: T, large: T) -> T:
-    """Choose a setting by scale: ``small`` on a CPU, ``large`` on a GPU."""
-    return large if scale() == "large" else small
+def pick(small: T, large: T, smoke: T | None = None) -> T:
+    """Choose a setting by scale: ``small`` on a CPU, ``large`` on a GPU, and at the smoke
+    scale ``smoke`` (``small`` when not given)."""
+    current = scale()
+    if current == "large":
+        return large
+    if current == "smoke" and smoke is not None:
+        return smoke
+    return small
+
+
+def is_smoke() -> bool:
+    """True at the smoke scale: code paths are checked, results mean nothing."""
+    return scale() == "smoke"
 
 
 def setup(seed: int = 0) -> torch.device:

@@ -15,6 +15,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from . import runtime
+
 __all__ = ["TensorData", "History", "fit", "evaluate", "predict"]
 
 
@@ -116,6 +118,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     ``restore_best`` keeps a copy of the weights of the epoch with the lowest validation loss and
     loads it at the end, and ``patience`` stops early after that many epochs without a new best
     (early stopping); ``history.best_epoch`` records it (0-based).
+
+    At the smoke scale (``DLCV_SCALE=smoke``, see ``dlcv.runtime``) it trains at most
+    ``runtime.SMOKE_EPOCHS`` epochs of ``runtime.SMOKE_BATCHES`` batches, and validates on as many
+    examples: every step of the loop runs, in seconds.
     """
     from tqdm.auto import tqdm
 
@@ -133,6 +139,10 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
         raise ValueError("restore_best and patience need validation data (val=...)")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be a positive number of epochs, got {patience}")
+    if runtime.is_smoke():
+        epochs, n = min(epochs, runtime.SMOKE_EPOCHS), runtime.SMOKE_BATCHES * batch_size
+        train = TensorData(train.x[:n], train.y[:n])
+        val = None if val is None else TensorData(val.x[:n], val.y[:n])
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = History()
