@@ -11,7 +11,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import subprocess
 import threading
 from pathlib import Path

@@ -2,9 +2,13 @@
 
 * Each reads as plain Jupyter Markdown: no MyST syntax left, figures embedded as attachments,
   and a first cell that installs the package, pinned to the build's commit, only in Colab.
-* A fresh reader: the package is built as a wheel and installed (not editable) into a new
-  virtual environment outside the repository, and every notebook, copied out of the
-  repository, executes there with nbclient. Run after `make book`, as `make test` does.
+* A fresh reader on a GPU runtime, as in Colab: the package is built as a wheel and installed
+  (not editable) into a new virtual environment outside the repository (tests/conftest.py makes
+  it while the other site checks run), and every notebook, copied out of the repository,
+  executes there with nbclient under the fake CUDA device of tools/fake_cuda.py, at the smoke
+  scale (dlcv.runtime: training cut to a few batches). So each chapter's code runs for a reader
+  with only the wheel, and its GPU code path runs, without repeating the book's training; the
+  numbers themselves come from the build. Run after `make book`, as `make test` does.
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -21,7 +27,11 @@ import pytest
 
 from test_site import PAGES, ROOT
 
+sys.path.insert(0, str(ROOT / "tools"))
+import fake_cuda  # noqa: E402  (its setup cell; the module itself is not installed here)
+
 NOTEBOOKS = [ROOT / f"{p}.ipynb" for p in PAGES]
+TIMES = ROOT / "_build" / "execution-times.json"   # written by tools/execute.py
 MYST_LEFTOVERS = re.compile(r"\{(glue|glue:text|glue:figure|numref|eq|ref|doc|footcite|footbibliography)\}"
                             r"|^:::|^```\{|^\([\w-]+\)=\s*$", re.M)
 
@@ -48,55 +58,65 @@ def test_notebook_reads_as_plain_jupyter(path):
     assert n_attached == n_figures, f"{path.name}: {n_figures} glued figures, {n_attached} attached"
 
 
-@pytest.fixture(scope="module")
-def fresh_reader(tmp_path_factory):
-    """A new virtual environment with the package installed from a wheel, and no repository."""
-    tmp = tmp_path_factory.mktemp("reader")
-    # build the wheel from a copy, so that setuptools' build/ folder never lands in the repository
-    source = tmp / "dlcv-source"
-    shutil.copytree(ROOT / "code", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__",
-                                                                          ".pytest_cache", "tests"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist", source],
-                   check=True)
-    wheel = next((tmp / "dist").glob("dlcv-*.whl"))
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run([py, "-m", "pip", "install", "-q", str(wheel), "nbclient", "ipykernel"], check=True,
-                   cwd=tmp)
-    # The kernel must be this environment's Python, whatever kernels the user has installed.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "JUPYTER_PATH")}
-    env.update(JUPYTER_DATA_DIR=str(tmp / "jupyter-data"), JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"),
-               DLCV_NO_PROGRESS="1")
-    subprocess.run([py, "-m", "ipykernel", "install", "--prefix", str(venv), "--name", "python3"],
-                   check=True, env=env, capture_output=True)
-    where = subprocess.run([py, "-c", "import dlcv, sys; print(dlcv.__file__)"], check=True, cwd=tmp,
-                           env=env, capture_output=True, text=True).stdout.strip()
-    assert not Path(where).resolve().is_relative_to(ROOT), f"dlcv imported from the repository: {where}"
-    readers = tmp / "readers"
-    readers.mkdir()
-    return py, readers, env
-
-
 EXECUTE = """
 import sys, nbformat
 from nbclient import NotebookClient
 nb = nbformat.read(sys.argv[1], as_version=4)
+nb.cells.insert(0, nbformat.v4.new_code_cell(sys.argv[2]))  # the fake GPU, at the smoke scale
 NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
 nbformat.write(nb, sys.argv[1])
 """
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@pytest.fixture(scope="module")
+def reader_runs(fresh_reader):
+    """Every generated notebook, copied out of the repository, executed in the fresh reader's
+    environment under the fake CUDA device (tools/fake_cuda.py) at the smoke scale: one notebook
+    per core at a time, one thread each. Returns ``{name: (returncode, stderr, error outputs, s)}``."""
+    readers = fresh_reader.tmp / "readers"
+    readers.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "tools" / "fake_cuda.py", readers)  # nothing else of the repository comes along
+    setup = fake_cuda.setup_cell(readers)
+    env = dict(fresh_reader.env, DLCV_SCALE="smoke",
+               **{v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+
+    def run(path: Path):
+        copy = readers / path.name
+        shutil.copy(path, copy)
+        start = time.time()
+        proc = subprocess.run([fresh_reader.python, "-c", EXECUTE, copy.name, setup], cwd=readers, env=env,
+                              capture_output=True, text=True)
+        errors = []
+        if proc.returncode == 0:
+            nb = json.loads(copy.read_text())
+            errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        return path.stem, (proc.returncode, proc.stderr, errors, time.time() - start)
+
+    # longest first (by the build's execution times), so that the last one to start is short
+    times = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
+    order = sorted((p for p in NOTEBOOKS if p.is_file()),
+                   key=lambda p: -times.get(p.relative_to(ROOT).with_suffix("").as_posix(), 0))
+    with ThreadPoolExecutor(max_workers=_cores()) as pool:   # each run is its own kernel process
+        return dict(pool.map(run, order))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_for_a_fresh_reader(fresh_reader, path):
-    py, readers, env = fresh_reader
-    copy = readers / path.name
-    shutil.copy(path, copy)
-    proc = subprocess.run([py, "-c", EXECUTE, copy.name], cwd=readers, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{path.name} failed for a fresh reader:\n{proc.stderr[-4000:]}"
-    nb = json.loads(copy.read_text())
-    errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+def test_notebook_runs_for_a_fresh_reader_on_a_gpu(reader_runs, path):
+    """A reader with only the wheel, on a (fake) GPU: every cell runs, nothing mixes devices."""
+    assert path.stem in reader_runs, f"{path.name} was not generated (make book runs tools/notebooks.py)"
+    returncode, stderr, errors, _ = reader_runs[path.stem]
+    assert returncode == 0, f"{path.name} failed for a fresh reader on the fake GPU:\n{stderr[-4000:]}"
     assert not errors
+
+
+def test_where_the_fresh_reader_imports_the_package_from(fresh_reader):
+    where = subprocess.run([fresh_reader.python, "-c", "import dlcv; print(dlcv.__file__)"], check=True,
+                           cwd=fresh_reader.tmp, env=fresh_reader.env, capture_output=True, text=True).stdout
+    assert not Path(where.strip()).resolve().is_relative_to(ROOT), f"dlcv imported from the repository: {where}"
 
 
 def test_binder_environment_is_complete():

@@ -3,7 +3,6 @@ workflow with an injection, an unpinned action and a wrong input."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -17,10 +17,12 @@ kernels (speed, memory, which operations have a deterministic version): that nee
 (``tools/gpu_build.sh``).
 
 ``python tools/fake_cuda.py [PAGE ...]`` executes chapters (default: all in ``_toc.yml``) under the
-fake device, with ``dlcv.training.fit`` cut to two batches and two epochs (the check is about
-devices, not results), at the small scale; ``tests/test_gpu_paths.py`` does the same in
-``make test``. ``DLCV_SCALE=large python tools/fake_cuda.py`` runs what a GPU would run, the
-large scale (about a quarter of an hour on two cores, most of it chapter 2's k-NN on 60,000 images).
+fake device at the smoke scale (``dlcv.runtime``: training cut to a few batches; the check is
+about devices, not results). ``make test`` does the same with the generated notebooks, in a fresh
+environment (``tests/test_notebooks.py``), and ``tests/test_gpu_paths.py`` checks that the fake
+device catches each kind of mistake. ``DLCV_SCALE=large python tools/fake_cuda.py`` runs what a GPU
+would run, the large scale, with ``fit`` cut to two batches (about a quarter of an hour on two
+cores, most of it chapter 2's k-NN on 60,000 images).
 """
 from __future__ import annotations
 
@@ -174,22 +176,28 @@ def install() -> FakeCudaMode:
     return mode
 
 
-# The first cell of a chapter run under the fake device: the small scale unless DLCV_SCALE says
-# otherwise (a GPU would pick the large one), training cut short.
-SETUP_CELL = f'''
+def setup_cell(folder: str | Path) -> str:
+    """The first cell of a notebook run under the fake device, with this file in ``folder``.
+
+    At the smoke scale (the default here, and what ``tests/test_notebooks.py`` runs) the package
+    itself cuts training short; at the small or large scale ``dlcv.training.fit`` is cut to two
+    batches of two epochs here (the check is about devices, not results).
+    """
+    return f'''
 import os, sys
-os.environ.setdefault("DLCV_SCALE", "small")
-sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+os.environ.setdefault("DLCV_SCALE", "smoke")
+sys.path.insert(0, {str(folder)!r})
 import fake_cuda
 fake_cuda.install()
 import dlcv.training as _training
-_fit = _training.fit
-def _short_fit(model, train, val=None, *, epochs, **kw):
-    b = kw.get("batch_size", 128)
-    train = _training.TensorData(train.x[:2 * b], train.y[:2 * b])
-    val = None if val is None else _training.TensorData(val.x[:256], val.y[:256])
-    return _fit(model, train, val, epochs=min(epochs, 2), **kw)
-_training.fit = _short_fit
+if os.environ["DLCV_SCALE"] != "smoke":
+    _fit = _training.fit
+    def _short_fit(model, train, val=None, *, epochs, **kw):
+        b = kw.get("batch_size", 128)
+        train = _training.TensorData(train.x[:2 * b], train.y[:2 * b])
+        val = None if val is None else _training.TensorData(val.x[:256], val.y[:256])
+        return _fit(model, train, val, epochs=min(epochs, 2), **kw)
+    _training.fit = _short_fit
 '''
 
 
@@ -201,7 +209,7 @@ def run_chapter(page: str, root: Path, timeout: int = 600) -> None:
 
     path = root / f"{page}.md"
     nb = jupytext.read(path)
-    nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP_CELL))
+    nb.cells.insert(0, nbformat.v4.new_code_cell(setup_cell(Path(__file__).resolve().parent)))
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
 

@@ -14,9 +14,36 @@ def test_scale_and_pick(monkeypatch):
     assert runtime.scale() == "large" and runtime.pick(1, 2) == 2
     monkeypatch.setenv("DLCV_SCALE", "small")
     assert runtime.pick(1, 2) == 1
+    assert runtime.pick(1, 2, smoke=0) == 1 and not runtime.is_smoke()
+    monkeypatch.setenv("DLCV_SCALE", "smoke")
+    assert runtime.is_smoke() and runtime.pick(1, 2, smoke=0) == 0 and runtime.pick(1, 2) == 1
     monkeypatch.setenv("DLCV_SCALE", "huge")
     with pytest.raises(ValueError, match="DLCV_SCALE"):
         runtime.scale()
+
+
+def test_the_smoke_scale_cuts_the_training_loops_short(monkeypatch):
+    """At DLCV_SCALE=smoke every training loop of the package runs, for a few batches only."""
+    from dlcv import linear
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1000, 1, 28, 28, generator=g), torch.randint(0, 10, (1000,), generator=g)
+    flat = x.flatten(1)
+    calls = []
+    net = SmallConvNet()
+    net.register_forward_hook(lambda m, i, o: calls.append(len(i[0])) if m.training else None)
+    monkeypatch.setenv("DLCV_SCALE", "smoke")
+    history = fit(net, TensorData(x, y), TensorData(x, y), epochs=5, batch_size=100)
+    assert len(history.train_loss) == runtime.SMOKE_EPOCHS == len(history.val_acc)
+    assert calls == [100] * runtime.SMOKE_BATCHES * runtime.SMOKE_EPOCHS
+    _, hist = linear.train_linear(flat, y, lr=0.1, steps=500, batch_size=10, record_every=100)
+    assert hist["step"] == [0, runtime.SMOKE_STEPS]
+    clf = linear.SoftmaxClassifier(784, 10, generator=g)
+    assert len(clf.fit(flat, y, epochs=6, batch_size=50)) == runtime.SMOKE_EPOCHS
+    monkeypatch.setenv("DLCV_SCALE", "small")
+    calls.clear()
+    assert len(fit(net, TensorData(x, y), epochs=1, batch_size=100).train_loss) == 1 and len(calls) == 10
+    assert linear.train_linear(flat, y, lr=0.1, steps=500, batch_size=10, record_every=100)[1]["step"][-1] == 500
 
 
 def test_seeding_is_repeatable():
@@ -140,6 +167,9 @@ def test_interactive_figure_has_a_frame_per_value_and_html_controls():
     assert 'type="range"' in html and "<select" in html and html.count("data:image/png") >= 7
     bundle = f._repr_mimebundle_()
     assert "text/html" in bundle
+    with pytest.MonkeyPatch.context() as mp:   # the smoke scale draws the first and the last frame
+        mp.setenv("DLCV_SCALE", "smoke")
+        assert list(interactive.interactive_figure(draw, k=[1, 2, 3], mode=["a", "b"]).frames) == ["0,0", "2,1"]
     with pytest.raises(ValueError, match="one to three"):
         interactive.interactive_figure(draw)
     with pytest.raises(ValueError, match="fewer values"):
