@@ -12,12 +12,12 @@ when the package or the requirements change.
 
 Workers and threads. ``DLCV_JOBS`` chapters run at once (default: one per CPU core), and each
 kernel gets ``DLCV_THREADS`` PyTorch/BLAS threads (default: the cores divided among the jobs, so
-one), through ``OMP_NUM_THREADS`` and its BLAS twins. Chapters start
-longest first, by the time their last execution took (``_build/execution-times.json``, which
-outlives a cleared cache). With the defaults on a 2-core CPU, two chapters run side by side on
-one thread each (README, "Budgets": what that gave). The glued
-numbers of a CPU build can depend on the thread count in their last digits (the order of
-floating-point sums), so a build is repeatable for a given ``DLCV_THREADS``.
+one), through ``OMP_NUM_THREADS`` and its BLAS twins. Chapters start longest first, by the time
+their last execution took (``_build/execution-times.json``, which outlives a cleared cache), or
+by the length of their code in a fresh clone. With the defaults on a 2-core CPU, two chapters
+run side by side on one thread each (README, "Budgets": what that gave). The glued numbers of a
+CPU build can depend on the thread count in their last digits (the order of floating-point
+sums), so a build is repeatable for a given ``DLCV_THREADS``.
 
 A failing chapter is reported with the end of its traceback, the whole traceback goes to
 ``_build/html/reports/<page>.err.log`` (where myst-nb puts its own), every other chapter still
@@ -26,9 +26,11 @@ Usage: python tools/execute.py [PAGE ...]   (default: every page in _toc.yml)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -78,14 +80,28 @@ def workers_and_threads(n_pages: int) -> tuple[int, int]:
     return min(jobs, n_pages), threads
 
 
+@contextlib.contextmanager
+def ipc_config():
+    """nbclient configuration for a kernel that talks to its client over Unix sockets in a folder of
+    its own. With TCP, two kernels started at the same moment from two processes can pick the same
+    free port, and a client then waits forever for a reply that went to the other kernel (seen
+    here: a chapter hung after its first cells). The socket path is absolute because the kernel
+    runs in the page's folder and the client does not."""
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="dlcv-kernel-") as folder:
+        yield Config({"KernelManager": {"transport": "ipc", "ip": f"{folder}/kernel"}})
+
+
 def _execute(path: str, nb) -> tuple[str, object, float, str | None]:
     """Run one notebook in a worker process, as myst-nb's cache mode does."""
     from jupyter_cache.executors.utils import single_nb_execution
 
     start = time.time()
     try:
-        result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=TIMEOUT, allow_errors=False,
-                                     meta_override=True)
+        with ipc_config() as config:
+            result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=TIMEOUT, allow_errors=False,
+                                         meta_override=True, config=config)
     except Exception:  # noqa: BLE001  (a dead kernel, say: report it like a cell error)
         import traceback
 
@@ -120,7 +136,10 @@ def main(argv: list[str]) -> int:
     jobs, threads = workers_and_threads(len(todo))
     os.environ.update({name: str(threads) for name in THREAD_VARIABLES})  # inherited by the kernels
     page_of = {path: Path(path).relative_to(ROOT).with_suffix("").as_posix() for path in todo}
-    order = sorted(todo, key=lambda p: -last_time.get(page_of[p], float("inf")))  # longest first, new first
+    # longest first: by the last execution's time, and chapters never timed (first, as they may be
+    # long) by the length of their code
+    code_length = {p: sum(len(c.source) for c in nb.cells if c.cell_type == "code") for p, nb in todo.items()}
+    order = sorted(todo, key=lambda p: (page_of[p] in last_time, -last_time.get(page_of[p], code_length[p])))
     print(f"execute: {len(todo)} chapter(s), {jobs} at a time, {threads} thread(s) each", flush=True)
     start, failed = time.time(), []
     import multiprocessing

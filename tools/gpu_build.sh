@@ -73,7 +73,9 @@ PY
     mkdir -p _build/site_extra
     start=$(date +%s)
     status=0
-    jupyter-book build --all -W --keep-going . > "$OUT/build.log" 2>&1 || status=$?
+    # as make book does: the chapters in parallel into the cache (one per core), then Sphinx
+    { python3 tools/execute.py && jupyter-book build --all -W --keep-going .; } > "$OUT/build.log" 2>&1 || status=$?
+    grep '^execute:' "$OUT/build.log" || true
     echo "jupyter-book build: exit $status, $(( $(date +%s) - start )) s wall"
     tail -n 25 "$OUT/build.log"
     python3 tools/exec_times.py | tee "$OUT/exec_times.md"
