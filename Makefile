@@ -1,7 +1,7 @@
 # Deep Learning for Computer Vision: build and test.
 #   make book   create .venv if missing, install, fetch the data, execute the chapters into the cache
 #               (in parallel, tools/execute.py), build the site into _build/html
-#   make test   the same installs, the package's tests (meanwhile the fresh reader's venv is made),
+#   make test   the same installs, the package's tests (the fresh reader's venv is made meanwhile),
 #               a strict book build, then checks of the site (HTML, headless Chromium, and every
 #               generated notebook run in that venv on a fake GPU at the smoke scale)
 #   make serve  serve the built site on http://localhost:8000
@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install data book test test-package test-site reader-env chromium serve clean
+.PHONY: install data book test test-package test-site chromium serve clean
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
@@ -59,13 +59,11 @@ chromium:
 test-site: chromium
 	$(BIN)/python -m pytest tests
 
-# The fresh reader's environment (tools/reader_env.py) is made while the package's tests run.
-reader-env: install
-	$(BIN)/python tools/reader_env.py
-
+# The fresh reader's environment (tools/reader_env.py) is made in the background meanwhile;
+# the site checks wait for it.
 test: install
-	$(MAKE) -j2 --no-print-directory test-package reader-env
-	$(MAKE) --no-print-directory book test-site
+	$(BIN)/python tools/reader_env.py --background
+	$(MAKE) --no-print-directory test-package book test-site
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000

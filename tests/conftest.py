@@ -1,9 +1,9 @@
 """Shared set-up of the site checks: the fresh reader's environment (tools/reader_env.py).
 
 When a run selects a test that needs it, the environment is taken over from ``make test`` (which
-makes it while the package's tests run) or, when missing or stale, made in a background thread
-from the end of collection on, while the HTML, browser and workflow checks run; the tests that
-need it run last, and the environment is deleted when the session ends.
+starts making it in the background before the package's tests) or, when missing or stale, made
+in a background thread from the end of collection on, while the HTML, browser and workflow checks
+run; the tests that need it run last, and the environment is deleted when the session ends.
 """
 from __future__ import annotations
 

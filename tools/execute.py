@@ -83,9 +83,8 @@ def workers_and_threads(n_pages: int) -> tuple[int, int]:
 @contextlib.contextmanager
 def ipc_config():
     """nbclient configuration for a kernel that talks to its client over Unix sockets in a folder of
-    its own. With TCP, two kernels started at the same moment from two processes can pick the same
-    free port, and a client then waits forever for a reply that went to the other kernel (seen
-    here: a chapter hung after its first cells). The socket path is absolute because the kernel
+    its own. With TCP, kernels started at the same moment from two processes each ask the system
+    for a free port and can be told the same one. The socket path is absolute because the kernel
     runs in the page's folder and the client does not."""
     from traitlets.config import Config
 

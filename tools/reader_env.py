@@ -3,17 +3,19 @@ companion package installed from its wheel and nothing else of the repository.
 
 ``tests/test_notebooks.py`` executes every generated notebook there, as a reader who installed
 only the package would. Making it is about a minute of pip (mostly unpacking PyTorch), so
-``make test`` makes it while the package's tests run (``python tools/reader_env.py``, in parallel
-through ``make -j2``), and the site checks take it over: when its stamp matches the package's
-current sources it is used, else ``tests/conftest.py`` makes it again in a background thread
-while the HTML, browser and workflow checks run. The site checks delete it when they end
-(about 6 GB with PyTorch's CUDA build), so every test session gets a fresh one.
+``make test`` starts it in the background before the package's tests (``python
+tools/reader_env.py --background``), and the site checks take it over: they wait for it (a file
+lock), use it when its stamp matches the package's current sources, and else make it again in a
+background thread while the HTML, browser and workflow checks run. The site checks delete it
+when they end (about 6 GB with PyTorch's CUDA build), so every test session gets a fresh one.
 
 It lives in ``$TMPDIR`` (or /tmp) under a name made from the repository's path, so that two
-clones do not share one. Usage: python tools/reader_env.py [--remove]
+clones do not share one. Usage: python tools/reader_env.py [--background | --remove]
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -76,7 +78,8 @@ class FreshReader:
         self._run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", self.tmp / "dist", source)
         wheel = next((self.tmp / "dist").glob("dlcv-*.whl"))
         self._run(sys.executable, "-m", "venv", self.venv)
-        self._run(self.python, "-m", "pip", "install", "-q", "--no-compile", wheel, "nbclient", "ipykernel",
+        # ipykernel below 7, as in requirements.txt: 7 loses replies now and then (nbclient hangs)
+        self._run(self.python, "-m", "pip", "install", "-q", "--no-compile", wheel, "nbclient", "ipykernel<7",
                   cwd=self.tmp)
         # Byte-compile on all cores instead of pip's one (15 s instead of 22 s on two cores). Without
         # .pyc files (PYTHONDONTWRITEBYTECODE keeps kernels from writing them) every kernel would
@@ -88,14 +91,25 @@ class FreshReader:
                   env=self.env)
         self.stamp.write_text(key + "\n")
 
-    def start(self) -> None:
-        """Make it in a background thread, unless a current one is there."""
-        if self.is_current():
-            return
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the environment's lock: one process makes, uses or removes it at a time."""
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        with open(f"{self.tmp}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
+    def ensure(self) -> None:
+        """Wait for whoever is making it; make it unless a current one is there."""
+        with self._locked():
+            if not self.is_current():
+                self.make()
+
+    def start(self) -> None:
+        """``ensure`` in a background thread; ``ready`` waits for it."""
         def target():
             try:
-                self.make()
+                self.ensure()
             except BaseException as e:  # noqa: BLE001  (handed to whoever waits for it)
                 self.error = e
 
@@ -112,13 +126,18 @@ class FreshReader:
     def remove(self) -> None:
         if self._thread is not None:
             self._thread.join()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        with self._locked():
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
     reader = FreshReader()
     if sys.argv[1:] == ["--remove"]:
         reader.remove()
+    elif sys.argv[1:] == ["--background"]:   # a process of its own, which outlives this one
+        with open(f"{reader.tmp}.log", "w") as log:
+            subprocess.Popen([sys.executable, __file__], stdout=log, stderr=log, start_new_session=True)
+        print(f"reader_env: making {reader.venv} in the background (log: {reader.tmp}.log)")
     else:
-        reader.make()
-        print(f"reader_env: made {reader.venv}")
+        reader.ensure()
+        print(f"reader_env: {reader.venv} is ready")
