@@ -57,7 +57,7 @@ chromium:
 
 # Checks of the built site: HTML, a real browser, and the generated notebooks run by a fresh reader.
 test-site: chromium
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=8
 
 # The fresh reader's environment (tools/reader_env.py) is made in the background meanwhile;
 # the site checks wait for it.

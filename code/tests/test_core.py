@@ -208,3 +208,13 @@ def test_efficientnet_trunk_and_tail_recompose_the_model():
         assert torch.allclose(model._fc(maps.mean((2, 3))), full, atol=1e-4)
     with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
         pretrained.last_feature_maps(model, x[:, :1])
+
+
+def test_bench_measures_three_loops_and_rejects_bad_sizes():
+    from dlcv import bench
+
+    results = bench.bench("cpu", n=256, epochs=1, repeats=1)
+    assert list(results) == list(bench.WAYS) and all(v > 0 for v in results.values())
+    assert "| fit (dlcv.training) |" in bench.table(results, "here")
+    with pytest.raises(ValueError, match="n >= 128"):
+        bench.bench("cpu", n=10)
