@@ -3,8 +3,8 @@
 * Each reads as plain Jupyter Markdown: no MyST syntax left, figures embedded as attachments,
   and a first cell that installs the package, pinned to the build's commit, only in Colab.
 * A fresh reader on a GPU runtime, as in Colab: the package is built as a wheel and installed
-  (not editable) into a new virtual environment outside the repository (tests/conftest.py makes
-  it while the other site checks run), and every notebook, copied out of the repository,
+  (not editable) into a new virtual environment outside the repository (tools/reader_env.py;
+  make test makes it in the background), and every notebook, copied out of the repository,
   executes there with nbclient under the fake CUDA device of tools/fake_cuda.py, at the smoke
   scale (dlcv.runtime: training cut to a few batches). So each chapter's code runs for a reader
   with only the wheel, and its GPU code path runs, without repeating the book's training; the
@@ -28,10 +28,10 @@ import pytest
 from test_site import PAGES, ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
+import execute  # noqa: E402  (how many notebooks at a time, on how many threads, in which order)
 import fake_cuda  # noqa: E402  (its setup cell; the module itself is not installed here)
 
 NOTEBOOKS = [ROOT / f"{p}.ipynb" for p in PAGES]
-TIMES = ROOT / "_build" / "execution-times.json"   # written by tools/execute.py
 MYST_LEFTOVERS = re.compile(r"\{(glue|glue:text|glue:figure|numref|eq|ref|doc|footcite|footbibliography)\}"
                             r"|^:::|^```\{|^\([\w-]+\)=\s*$", re.M)
 
@@ -72,21 +72,19 @@ nbformat.write(nb, sys.argv[1])
 """
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @pytest.fixture(scope="module")
 def reader_runs(fresh_reader):
     """Every generated notebook, copied out of the repository, executed in the fresh reader's
-    environment under the fake CUDA device (tools/fake_cuda.py) at the smoke scale: one notebook
-    per core at a time, one thread each. Returns ``{name: (returncode, stderr, error outputs, s)}``."""
+    environment under the fake CUDA device (tools/fake_cuda.py) at the smoke scale, as many at a
+    time and on as many threads as the build runs chapters (tools/execute.py: by default one per
+    core, one thread each). Returns ``{name: (returncode, stderr, error outputs, seconds)}``."""
     readers = fresh_reader.tmp / "readers"
     readers.mkdir(exist_ok=True)
     shutil.copy(ROOT / "tools" / "fake_cuda.py", readers)  # nothing else of the repository comes along
     setup = fake_cuda.setup_cell(readers)
-    env = dict(fresh_reader.env, DLCV_SCALE="smoke",
-               **{v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    notebooks = [p for p in NOTEBOOKS if p.is_file()]
+    jobs, threads = execute.workers_and_threads(len(notebooks))
+    env = dict(fresh_reader.env, DLCV_SCALE="smoke", **{v: str(threads) for v in execute.THREAD_VARIABLES})
 
     def run(path: Path):
         copy = readers / path.name
@@ -101,10 +99,9 @@ def reader_runs(fresh_reader):
         return path.stem, (proc.returncode, proc.stderr, errors, time.time() - start)
 
     # longest first (by the build's execution times), so that the last one to start is short
-    times = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
-    order = sorted((p for p in NOTEBOOKS if p.is_file()),
-                   key=lambda p: -times.get(p.relative_to(ROOT).with_suffix("").as_posix(), 0))
-    with ThreadPoolExecutor(max_workers=_cores()) as pool:   # each run is its own kernel process
+    times = json.loads(execute.TIMES.read_text()) if execute.TIMES.is_file() else {}
+    order = sorted(notebooks, key=lambda p: -times.get(p.relative_to(ROOT).with_suffix("").as_posix(), 0))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:   # each run is its own kernel process
         return dict(pool.map(run, order))
 
 

@@ -13,8 +13,8 @@ environment variable ``DLCV_SCALE`` to ``small`` or ``large`` to override it.
 A third scale, ``"smoke"``, is for checking that a chapter runs from top to bottom, not for
 reading its results: ``pick`` returns its ``smoke`` value (the ``small`` one where a chapter
 gives none), the package's training loops stop after a few batches (``SMOKE_EPOCHS``,
-``SMOKE_BATCHES``, ``SMOKE_STEPS``) and interactive figures draw two frames. The book's tests execute every generated notebook this way
-(``DLCV_SCALE=smoke``); it is never chosen by default.
+``SMOKE_BATCHES``, ``SMOKE_STEPS``) and interactive figures draw two frames. The book's tests
+execute every generated notebook this way (``DLCV_SCALE=smoke``); it is never chosen by default.
 """
 from __future__ import annotations
 
