@@ -66,7 +66,7 @@ nb = nbformat.read(sys.argv[1], as_version=4)
 nb.cells.insert(0, nbformat.v4.new_code_cell(sys.argv[2]))  # the fake GPU, at the smoke scale
 # Unix sockets, not TCP ports, which kernels started side by side can both be given (tools/execute.py)
 with tempfile.TemporaryDirectory(prefix="dlcv-kernel-") as folder:
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "."}},
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": "."}},
                    config=Config({"KernelManager": {"transport": "ipc", "ip": folder + "/kernel"}})).execute()
 nbformat.write(nb, sys.argv[1])
 """
