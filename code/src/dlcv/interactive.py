@@ -107,7 +107,6 @@ class InteractiveFigure:
     # ---------------------------------------------------------------- live widgets
     def widget(self):
         import ipywidgets as W
-        from IPython.display import display
 
         def control(name, values):
             numeric = _is_numeric(values)
@@ -117,19 +116,22 @@ class InteractiveFigure:
             return W.Dropdown(options=values, value=values[0], description=str(name))
 
         controls = {name: control(name, values) for name, values in self.params.items()}
-        out = W.Output()
+        # An Image widget, not an Output widget that captures display(fig): a notebook client
+        # executing the cell (the book's build, nbclient) then has no captured output to track,
+        # which sometimes left it waiting until the cell timeout (nbclient issue #312).
+        image = W.Image(format="png")
 
         def redraw(_=None):
-            with out:
-                out.clear_output(wait=True)
-                fig = self.draw(**{n: c.value for n, c in controls.items()})
-                display(fig)
-                plt.close(fig)
+            fig = self.draw(**{n: c.value for n, c in controls.items()})
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", bbox_inches="tight")
+            plt.close(fig)
+            image.value = buf.getvalue()
 
         for c in controls.values():
             c.observe(redraw, names="value")
         redraw()
-        return W.VBox([W.HBox(list(controls.values())), out])
+        return W.VBox([W.HBox(list(controls.values())), image])
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/html": self.html(), "text/plain": f"<interactive figure: {self.alt}>"}
