@@ -78,8 +78,10 @@ def test_layer_table_counts_agree_with_torch_flop_counter():
     assert [r.kind for r in rows] == ["conv", "maxpool", "conv", "flatten", "linear"]
     assert rows[0].out_shape == (8, 16, 16) and rows[0].memory_kb == 8 * 16 * 16 * 4 / 1024
     assert sum(r.params for r in rows) == complexity.count_params(model)
-    conv_linear_macs = sum(r.macs for r in rows if r.kind in ("conv", "linear"))
-    assert 2 * conv_linear_macs == complexity.count_flops(model, (3, 16, 16))
+    assert 2 * complexity.totals(rows)["macs"] == complexity.count_flops(model, (3, 16, 16))
+    assert rows[1].macs == 0 and rows[1].other_ops == 8 * 8 * 8 * 4     # pooling compares, it multiplies nothing
+    gap = complexity.layer_table(nn.AdaptiveAvgPool2d(1), (8, 5, 5))[0]
+    assert (gap.macs, gap.other_ops) == (0, 8 * 25)
     assert model.training, "counting must leave the model in the mode it found it"
     with torch.device("meta"):
         big = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3))

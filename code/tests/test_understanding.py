@@ -109,6 +109,8 @@ def test_class_activation_maps_average_to_the_scores_and_match_grad_cam(images):
     assert torch.allclose(cams.mean((1, 2)) + model[-1].bias[classes], scores)   # the CAM derivation
     grad_cam = captum_attr.LayerGradCam(model, model[3]).attribute(images, target=classes, relu_attributions=False)
     assert torch.allclose(cams / (6 * 6), grad_cam[:, 0])         # with GAP, Grad-CAM = CAM / (h w)
+    with_relu = captum_attr.LayerGradCam(model, model[3]).attribute(images, target=classes, relu_attributions=True)
+    assert (cams < 0).any() and torch.allclose(torch.relu(cams / (6 * 6)), with_relu[:, 0])   # Grad-CAM's ReLU
     with pytest.raises(ValueError, match="same K"):
         U.class_activation_maps(features, model[-1].weight[:, :5], classes)
 

@@ -5,8 +5,9 @@ and multiply-adds, computed from the model itself.
 (convolutions, linear layers, pooling, flatten) and returns a row per layer. Counts follow the
 lecture's tables: *memory* is the layer's output for one image in float32 (KB = 1024 bytes);
 *params* include biases; *MACs* (multiply-adds) are ``out_elements * C_in/G * K^2`` for a
-convolution, ``in * out`` for a linear layer, and ``out_elements * K^2`` comparisons or additions
-for pooling. ``count_flops`` asks PyTorch's own counter (``torch.utils.flop_counter``), which
+convolution and ``in * out`` for a linear layer. Pooling multiplies nothing: its cost,
+``out_elements * K^2`` comparisons (max) or additions (average), is kept apart in ``other_ops``,
+where the lecture's tables count it among the "flops". ``count_flops`` asks PyTorch's own counter (``torch.utils.flop_counter``), which
 counts a multiply-add as two floating-point operations; the tests check that the two agree.
 Pass a model built on the ``meta`` device to count a large network without computing anything.
 """
@@ -35,6 +36,7 @@ class Layer:
     memory_kb: float
     params: int
     macs: int
+    other_ops: int = 0      # comparisons (max pooling) or additions (average pooling); no multiplies
 
 
 def _kernel_elems(k) -> int:
@@ -70,22 +72,24 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...], kinds=COUNTED) -
         out_shape = tuple(out.shape[1:])
         n_out = out[0].numel()
         x = inputs[0]
+        other = 0
         if isinstance(module, nn.Conv2d):
             macs = n_out * (module.in_channels // module.groups) * _kernel_elems(module.kernel_size)
             kind = "conv"
         elif isinstance(module, nn.Linear):
             macs, kind = module.in_features * module.out_features, "linear"
         elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-            macs = n_out * _kernel_elems(module.kernel_size)
+            macs, other = 0, n_out * _kernel_elems(module.kernel_size)
             kind = "maxpool" if isinstance(module, nn.MaxPool2d) else "avgpool"
         elif isinstance(module, nn.AdaptiveAvgPool2d):
-            macs, kind = x[0].numel(), "avgpool"
+            macs, other, kind = 0, x[0].numel(), "avgpool"
         else:
             macs, kind = 0, type(module).__name__.lower()
         weight = getattr(module, "weight", None)
         rows.append(Layer(names.get(module, type(module).__name__), kind, out_shape,
                           tuple(weight.shape) if isinstance(weight, torch.Tensor) else None,
-                          n_out * 4 / 1024, sum(p.numel() for p in module.parameters(recurse=False)), int(macs)))
+                          n_out * 4 / 1024, sum(p.numel() for p in module.parameters(recurse=False)), int(macs),
+                          int(other)))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     try:
@@ -97,9 +101,9 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...], kinds=COUNTED) -
 
 
 def totals(rows: list[Layer]) -> dict[str, float]:
-    """Sums over a table: ``memory_kb``, ``params`` and ``macs``."""
+    """Sums over a table: ``memory_kb``, ``params``, ``macs`` and ``other_ops``."""
     return {"memory_kb": sum(r.memory_kb for r in rows), "params": sum(r.params for r in rows),
-            "macs": sum(r.macs for r in rows)}
+            "macs": sum(r.macs for r in rows), "other_ops": sum(r.other_ops for r in rows)}
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Event", "TIMELINE", "IlsvrcResult", "ILSVRC_CLASSIFICATION", "HUMAN_TOP5_ERROR",
-           "ILSVRC2012_SPLITS", "error_reductions"]
+           "ILSVRC2012_SPLITS", "ILSVRC_CLASSES", "PASCAL_VOC2007", "ALEXNET_2012_TEST_TOP5",
+           "error_reductions"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ HUMAN_TOP5_ERROR = 5.1
 
 # Image counts of the ILSVRC 2012–2017 classification data (Russakovsky et al., 2015, table 2).
 ILSVRC2012_SPLITS = {"train": 1_281_167, "validation": 50_000, "test": 100_000}
+ILSVRC_CLASSES = 1000
+
+# PASCAL VOC 2007, the benchmark before ImageNet: images and annotated objects in all its splits,
+# and classes (Everingham et al., 2010).
+PASCAL_VOC2007 = {"images": 9_963, "objects": 24_640, "classes": 20}
+
+# AlexNet's (team SuperVision's) ILSVRC-2012 test top-5 errors, in % (Krizhevsky et al., 2012,
+# table 2). The challenge's winning entry averaged seven networks, two of them pretrained on the
+# whole ImageNet Fall 2011 release (15M images, 22k classes); the best entry trained on the
+# challenge data alone averaged five. ILSVRC_CLASSIFICATION uses the latter, like the paper's text.
+ALEXNET_2012_TEST_TOP5 = {"5 CNNs, challenge data only": 16.4, "7 CNNs, 2 pretrained on ImageNet Fall 2011": 15.3}
 
 
 def error_reductions(results=ILSVRC_CLASSIFICATION) -> list[tuple[int, float, float]]:
