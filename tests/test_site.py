@@ -54,6 +54,19 @@ def test_glued_values_and_figures_are_filled_in(page):
             assert False, f"{path.name}: a figure without an image: {fig.get_text()[:80]!r}"
 
 
+def test_every_widget_is_a_numbered_figure_marked_interactive(page):
+    """The intro promises that figures with a knob are marked *interactive*: each widget sits in a
+    numbered figure whose caption starts with "Interactive."."""
+    path, soup = page
+    for widget in soup.select("main .dlcv-interactive"):
+        fig = widget.find_parent("figure") or widget.find_parent("div", class_="figure")
+        assert fig is not None, f"{path.name}: a widget outside a figure"
+        caption = fig.find("figcaption") or fig.find(class_="caption")
+        assert caption is not None and fig.get("id"), f"{path.name}: a widget figure without a caption or a label"
+        assert re.match(r"\s*Fig\. \d+\.\d+\s+Interactive\.", caption.get_text()), \
+            f"{path.name}: caption {caption.get_text()[:60]!r} is not numbered and marked interactive"
+
+
 def test_images_exist_and_have_alt_text(page):
     path, soup = page
     for img in soup.select("main img"):
