@@ -149,6 +149,7 @@ def install() -> FakeCudaMode:
     """Pretend a GPU is there, for the rest of this process; returns the active mode."""
     torch.cuda.is_available = lambda: True
     torch.cuda.get_device_name = lambda *a: "Fake CUDA device (CPU)"
+    torch.cuda.synchronize = lambda *a: None                     # nothing runs asynchronously here
     torch.cuda.manual_seed_all = torch.cuda.manual_seed = lambda *a: None
     # the optimisers ask the CUDA runtime whether a graph is being captured
     for name in ("_accelerator_graph_capture_health_check", "_cuda_graph_capture_health_check"):

@@ -36,8 +36,7 @@ BATCH, LR = 128, 0.05
 
 
 def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    runtime.synchronize(device)
 
 
 def _model(device):

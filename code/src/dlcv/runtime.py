@@ -26,7 +26,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "setup", "describe_hardware"]
+__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "setup", "synchronize", "describe_hardware"]
 
 T = TypeVar("T")
 SCALES = ("smoke", "small", "large")
@@ -100,6 +100,13 @@ def pick(small: T, large: T, smoke: T | None = None) -> T:
 def is_smoke() -> bool:
     """True at the smoke scale: code paths are checked, results mean nothing."""
     return scale() == "smoke"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until the device has finished its queued work (a no-op on the CPU). GPU kernels run
+    asynchronously, so a timing without this measures only how long it took to queue them."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def setup(seed: int = 0) -> torch.device:

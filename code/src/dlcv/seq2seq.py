@@ -42,11 +42,10 @@ def digit_strips(images, labels, n: int, length: int, generator: torch.Generator
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if length < 1 or n < 1:
         raise ValueError(f"need n >= 1 strips of length >= 1, got n={n}, length={length}")
-    if images.dtype == torch.uint8:
-        images = images.float() / 255
     idx = torch.randint(len(images), (n, length), generator=generator)       # [n, L]
     lo = (28 - DIGIT_WIDTH) // 2
     digits = images[idx][..., lo:lo + DIGIT_WIDTH]                           # [n, L, 28, 20]
+    digits = digits.float() / 255 if digits.dtype == torch.uint8 else digits.float()
     x = digits.permute(0, 2, 1, 3).reshape(n, 1, 28, length * DIGIT_WIDTH)  # side by side
     y = torch.cat([labels[idx].long(), torch.full((n, 1), END)], dim=1)
     return x, y
