@@ -27,24 +27,24 @@ __all__ = ["attention", "causal_mask", "AttentionLayer", "SelfAttention", "Addit
            "sinusoidal_positions"]
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-              scale: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def attention(q, k, v, mask=None, scale=True):
     """Scaled dot-product attention: ``q [..., N_Q, D_Q]``, ``k [..., N_X, D_Q]``,
-    ``v [..., N_X, D_V]``; ``mask [N_Q, N_X]`` (bool, True = may attend) is optional. Returns
-    ``(Y [..., N_Q, D_V], A [..., N_Q, N_X])``. ``scale=False`` leaves out the division by
-    ``sqrt(D_Q)`` (to show what it is for)."""
+    ``v [..., N_X, D_V]``; ``mask [N_Q, N_X]`` (bool, True = may attend) is optional.
+    Returns ``(Y [..., N_Q, D_V], A [..., N_Q, N_X])``. ``scale=False`` leaves out the
+    division by ``sqrt(D_Q)`` (to show what it is for)."""
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"queries and keys need the same D_Q, got {q.shape[-1]} and {k.shape[-1]}")
+        raise ValueError(f"queries and keys need the same D_Q, got {q.shape[-1]}, {k.shape[-1]}")
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"keys and values need the same N_X, got {k.shape[-2]} and {v.shape[-2]}")
+        raise ValueError(f"keys and values need the same N_X, got {k.shape[-2]}, {v.shape[-2]}")
     e = q @ k.transpose(-2, -1)                                   # [..., N_Q, N_X]
     if scale:
         e = e / math.sqrt(q.shape[-1])
     if mask is not None:
         if mask.shape != e.shape[-2:]:
-            raise ValueError(f"mask must be [N_Q, N_X] = {list(e.shape[-2:])}, got {list(mask.shape)}")
+            raise ValueError(f"mask must be [N_Q, N_X] = {list(e.shape[-2:])}, "
+                             f"got {list(mask.shape)}")
         if not mask.any(-1).all():
-            raise ValueError("every query must be allowed to attend to at least one input")
+            raise ValueError("every query must be allowed to attend to some input")
         e = e.masked_fill(~mask, float("-inf"))
     a = e.softmax(dim=-1)                                         # each row sums to 1
     return a @ v, a

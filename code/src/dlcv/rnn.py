@@ -74,7 +74,8 @@ class RNN(_Recurrent):
     gates = 1
 
     def step(self, x_t, h):
-        return torch.tanh(x_t @ self.weight_ih_l0.T + self.bias_ih_l0 + h @ self.weight_hh_l0.T + self.bias_hh_l0)
+        return torch.tanh(x_t @ self.weight_ih_l0.T + self.bias_ih_l0
+                          + h @ self.weight_hh_l0.T + self.bias_hh_l0)
 
 
 class GRU(_Recurrent):

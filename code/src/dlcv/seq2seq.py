@@ -73,24 +73,24 @@ class Seq2Seq(nn.Module):
         h, last = self.encoder(cols)
         return h, last[0]
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, steps: int | None = None):
-        """Teacher forcing when targets ``y [B, L+1]`` are given (the decoder is fed the true
-        previous token), greedy decoding for ``steps`` otherwise. Returns logits ``[B, S, 11]``
-        and attention weights ``[B, S, T]`` (None without attention)."""
-        h, s = self.encode(x)
+    def forward(self, x, y=None, steps=None):
+        """Teacher forcing when targets ``y [B, L+1]`` are given (the decoder is fed the
+        true previous token), greedy decoding for ``steps`` otherwise. Returns logits
+        ``[B, S, 11]`` and attention weights ``[B, S, T]`` (None without attention)."""
+        h, s = self.encode(x)                           # [B, T, H] and the last state [B, H]
         steps = y.shape[1] if y is not None else steps
         if steps is None:
             raise ValueError("give the targets y (training) or a number of steps (decoding)")
-        uh = self.attend.U(h) if self.attention else None                     # computed once per strip
+        uh = self.attend.U(h) if self.attention else None        # once per strip [B, T, A]
         token = torch.full((x.shape[0],), START, dtype=torch.long, device=x.device)
-        c, logits, weights = s, [], []
+        c, logits, weights = s, [], []                  # plain: c = the last encoder state
         for t in range(steps):
-            e = self.embed(token)                                             # [B, E]
+            e = self.embed(token)                                          # [B, E]
             if self.attention:
-                c, a = self.attend(s, h, uh)                                  # context for this step [B, H]
+                c, a = self.attend(s, h, uh)            # this step's context [B, H]
                 weights.append(a)
-            s = self.decoder(torch.cat([e, c], dim=1), s)                     # [B, H]
-            step_logits = self.out(torch.cat([s, c, e], dim=1))               # [B, 11]
+            s = self.decoder(torch.cat([e, c], dim=1), s)                  # [B, H]
+            step_logits = self.out(torch.cat([s, c, e], dim=1))            # [B, 11]
             logits.append(step_logits)
             token = y[:, t] if y is not None else step_logits.argmax(1)
         return torch.stack(logits, 1), (torch.stack(weights, 1) if weights else None)
