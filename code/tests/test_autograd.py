@@ -83,6 +83,10 @@ def test_draw_graph_returns_a_figure():
     f.backward()
     fig = draw_graph(f)
     assert len(fig.axes) == 1 and len(fig.axes[0].texts) >= 3
+    grads = lambda fig: [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("grad")]
+    assert len(grads(fig)) == 4                                      # x, y, x*y and f
+    assert len(grads(draw_graph(f, show_grad=[f]))) == 1             # a backward pass one node in
+    assert grads(draw_graph(f, show_grad=False)) == []
 
 
 def test_linear_backward_passes_gradcheck_and_matches_autograd():

@@ -174,9 +174,12 @@ def topological_order(root: Value) -> list[Value]:
     return order
 
 
-def draw_graph(root: Value, ax=None, show_grad: bool = True):
+def draw_graph(root: Value, ax=None, show_grad=True, highlight: Value | None = None):
     """Draw ``root``'s computational graph left to right: a box per value (label, data, grad)
-    and a circle per operation. Returns the matplotlib Figure."""
+    and a circle per operation. Returns the matplotlib Figure.
+
+    ``show_grad`` is True (every gradient), False (none), or a collection of the values whose
+    gradients are shown (to step through a backward pass); ``highlight`` outlines one value."""
     import matplotlib.pyplot as plt
 
     order = topological_order(root)
@@ -220,9 +223,12 @@ def draw_graph(root: Value, ax=None, show_grad: bool = True):
                 ax.annotate("", xy=(ox - 0.22, oy), xytext=(px + 0.28, py),
                             arrowprops=dict(arrowstyle="->", lw=0.8, color="grey", shrinkA=0, shrinkB=0))
         text = (f"{node.label}\n" if node.label else "") + f"{node.data:.3g}"
+        lit = highlight is not None and node is highlight
         ax.text(x, y, text, ha="center", va="center", fontsize=9,
-                bbox=dict(boxstyle="round,pad=0.3", facecolor="#e8f0fa", edgecolor="#0072B2"))
-        if show_grad:
+                bbox=dict(boxstyle="round,pad=0.3", facecolor="#fde9d9" if lit else "#e8f0fa",
+                          edgecolor="#D55E00" if lit else "#0072B2", lw=2 if lit else 1))
+        shown = show_grad if isinstance(show_grad, bool) else any(node is v for v in show_grad)
+        if shown:
             ax.text(x, y - 0.36, f"grad {node.grad:.3g}", ha="center", va="top", fontsize=8, color="#D55E00")
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
