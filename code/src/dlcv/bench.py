@@ -35,10 +35,6 @@ __all__ = ["bench", "main"]
 BATCH, LR = 128, 0.05
 
 
-def _sync(device: torch.device) -> None:
-    runtime.synchronize(device)
-
-
 def _model(device):
     torch.manual_seed(0)
     model = SmallConvNet().to(device)
@@ -105,10 +101,10 @@ def bench(device: torch.device | str = "cpu", n: int = 8192, epochs: int = 1, re
     rounds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            _sync(device)
+            runtime.synchronize(device)
             start = time.perf_counter()
             run(epochs)
-            _sync(device)
+            runtime.synchronize(device)
             rounds[name].append(len(x) * epochs / (time.perf_counter() - start))
     return {name: statistics.median(r) for name, r in rounds.items()}
 

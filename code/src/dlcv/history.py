@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 __all__ = ["Event", "TIMELINE", "IlsvrcResult", "ILSVRC_CLASSIFICATION", "HUMAN_TOP5_ERROR",
            "ILSVRC2012_SPLITS", "ILSVRC_CLASSES", "PASCAL_VOC2007", "ALEXNET_2012_TEST_TOP5",
-           "error_reductions"]
+           "winners", "error_reductions"]
 
 
 @dataclass(frozen=True)
@@ -83,12 +83,19 @@ PASCAL_VOC2007 = {"images": 9_963, "objects": 24_640, "classes": 20}
 ALEXNET_2012_TEST_TOP5 = {"5 CNNs, challenge data only": 16.4, "7 CNNs, 2 pretrained on ImageNet Fall 2011": 15.3}
 
 
+def winners(results=ILSVRC_CLASSIFICATION) -> dict[int, IlsvrcResult]:
+    """Each year's best entry (lowest top-5 error), by year in increasing order."""
+    best: dict[int, IlsvrcResult] = {}
+    for r in results:
+        if r.year not in best or r.top5_error < best[r.year].top5_error:
+            best[r.year] = r
+    return dict(sorted(best.items()))
+
+
 def error_reductions(results=ILSVRC_CLASSIFICATION) -> list[tuple[int, float, float]]:
     """For each year's best entry: ``(year, best top-5 error, relative reduction vs. the year before)``."""
-    best: dict[int, float] = {}
-    for r in results:
-        best[r.year] = min(best.get(r.year, 100.0), r.top5_error)
-    years = sorted(best)
+    best = {year: r.top5_error for year, r in winners(results).items()}
+    years = list(best)
     out = [(years[0], best[years[0]], float("nan"))]
     for prev, year in zip(years, years[1:]):
         out.append((year, best[year], 1 - best[year] / best[prev]))

@@ -37,11 +37,17 @@ def _is_numeric(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def _render(fig, dpi: int) -> str:
+def _png(fig, dpi: int | None = None) -> bytes:
+    """The figure as PNG bytes (``dpi=None``: matplotlib's ``savefig.dpi``), closed afterwards
+    (an open figure would also be drawn)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def _render(fig, dpi: int) -> str:
+    return "data:image/png;base64," + base64.b64encode(_png(fig, dpi)).decode()
 
 
 class InteractiveFigure:
@@ -123,10 +129,7 @@ class InteractiveFigure:
 
         def redraw(_=None):
             fig = self.draw(**{n: c.value for n, c in controls.items()})
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", bbox_inches="tight")
-            plt.close(fig)
-            image.value = buf.getvalue()
+            image.value = _png(fig)
 
         for c in controls.values():
             c.observe(redraw, names="value")

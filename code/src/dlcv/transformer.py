@@ -19,11 +19,10 @@ Shapes: a batch of sets of ``N`` vectors of width ``D`` is ``x [B, N, D]``.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from .attention import attention
 
 __all__ = ["MultiHeadAttention", "TransformerBlock", "patchify", "ViT"]
 
@@ -47,10 +46,9 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"expected inputs of width {self.dim}, got {d} and {context.shape[-1]}")
         split = lambda t: t.unflatten(-1, (self.heads, d // self.heads)).transpose(1, 2)
         q, k, v = split(self.q(x)), split(self.k(context)), split(self.v(context))  # [B, H, N, D/H]
-        e = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)                      # [B, H, N, M]
-        a = e.softmax(dim=-1)
+        y, a = attention(q, k, v)                    # every head at once: [B, H, N, D/H], [B, H, N, M]
         self.last_attention = a.detach()
-        y = (a @ v).transpose(1, 2).reshape(b, n, d)           # heads side by side: [B, N, D]
+        y = y.transpose(1, 2).reshape(b, n, d)                 # heads side by side: [B, N, D]
         return self.proj(y)
 
     @torch.no_grad()
