@@ -2,7 +2,8 @@
 
 Every page must load with no failed request, no request to any host but the local server (the
 site works offline), no console error; math must be typeset by the site's own MathJax; every
-static slider of dlcv.interactive must change its frame when moved. A control page that
+static slider of dlcv.interactive must change its frame when moved; no code or output block may
+need horizontal scrolling on a 1280-pixel screen. A control page that
 breaks each rule checks that the checker can fail.
 """
 from __future__ import annotations
@@ -78,6 +79,14 @@ def test_math_is_typeset(results, page):
         assert r["math"] > 0, f"{page} has math but MathJax typeset none of it"
 
 
+@pytest.mark.parametrize("page", [f"{p}.html" for p in PAGES])
+def test_no_horizontal_scrolling_at_1280(results, page):
+    """Code is black-formatted at 88 columns and set at 12 px (_static/dlcv.css), so that it
+    fits; printed output wraps."""
+    assert not results[page]["overflow"], (
+        f"{page}: blocks wider than the column at 1280 px: {results[page]['overflow'][:3]}")
+
+
 def test_static_sliders_change_the_frame(results):
     sliders = [(page, s) for page, r in results.items() for s in r["sliders"]]
     assert sliders, "no page has a static slider (dlcv.interactive); chapter 2 should"
@@ -90,6 +99,7 @@ def test_checker_catches_a_broken_page(tmp_path):
         "<html><body><main><p>Raw TeX: $$\\frac{a}{b}$$</p>"
         '<img src="https://example.com/x.png" alt="x"><img src="missing.png" alt="y">'
         '<div class="dlcv-interactive"><input type="range" min="0" max="2" value="0"><img src="a.png" alt="z"></div>'
+        "<pre style='width:200px;overflow:auto'>" + "wide_" * 100 + "</pre>"
         "<script>console.error('boom')</script></main></body></html>")
     r = run_checker(tmp_path, ["bad.html"])["bad.html"]
     assert r["external"] and any("example.com" in u for u in r["external"])
@@ -97,3 +107,4 @@ def test_checker_catches_a_broken_page(tmp_path):
     assert any("boom" in m for m in r["console"])
     assert r["rawTex"] and r["math"] == 0
     assert r["sliders"] == [{"index": 0, "changed": False}]
+    assert r["overflow"] and "too wide" in r["overflow"][0]

@@ -121,3 +121,40 @@ def test_page_weighs_under_3_mb(page):
             if target.is_file():
                 total += target.stat().st_size
     assert total < 3_000_000, f"{path.name} weighs {total / 1e6:.1f} MB with its images"
+
+
+CODE_COLUMNS = 88  # black's default; 88 columns fit the column at 1280 px (_static/dlcv.css)
+
+
+def displayed_code_lines(source: str):
+    """(line number, line) of every code line a reader sees: the cells of a MyST chapter that
+    are not removed (remove-cell, remove-input), without their YAML or option header."""
+    lines = source.split("\n")
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("```{code-cell}"):
+            end = lines.index("```", i + 1)
+            cell, start = lines[i + 1 : end], 0
+            if cell and cell[0] == "---":
+                start = cell.index("---", 1) + 1
+            while start < len(cell) and re.match(r":(?!:)", cell[start]):
+                start += 1
+            if not re.search(r"remove-(cell|input)", "\n".join(cell[:start])):
+                for k in range(start, len(cell)):
+                    yield i + 2 + k, cell[k]
+            i = end
+        i += 1
+
+
+def test_displayed_code_fits_88_columns():
+    long = [f"{p.name}:{n} ({len(line)} columns)"
+            for p in sorted((ROOT / "book").glob("*.md"))
+            for n, line in displayed_code_lines(p.read_text(encoding="utf-8"))
+            if len(line) > CODE_COLUMNS]
+    assert not long, f"code lines over {CODE_COLUMNS} columns (black-format the cell): {long[:10]}"
+
+
+def test_the_column_check_sees_long_lines():
+    chapter = ("```{code-cell} ipython3\nx = 1  " + "#" * 90 + "\n```\n"
+               "```{code-cell} ipython3\n:tags: [remove-cell]\ny = 2  " + "#" * 90 + "\n```\n")
+    assert [n for n, line in displayed_code_lines(chapter) if len(line) > CODE_COLUMNS] == [2]

@@ -1,6 +1,8 @@
 // Load every page of the built site in headless Chromium and report, as JSON on stdout:
 // failed requests, requests to any host but the local server, console errors, raw TeX left
-// untypeset, and whether moving each static slider (dlcv.interactive) changes its frame.
+// untypeset, whether moving each static slider (dlcv.interactive) changes its frame, and the
+// code or output blocks that need horizontal scrolling on a 1280 x 900 screen (collapsed
+// cells opened first).
 // Usage: node tests/browser/check_site.mjs BASE_URL page1.html page2.html ...
 // The browser is Debian's chromium (Playwright cannot download its own here); set CHROMIUM to
 // use another binary.
@@ -15,9 +17,10 @@ const browser = await chromium.launch({
 });
 const results = [];
 for (const page of pages) {
-  const context = await browser.newContext();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const tab = await context.newPage();
-  const r = { page, failed: [], external: [], console: [], rawTex: [], math: 0, sliders: [] };
+  const r = { page, failed: [], external: [], console: [], rawTex: [], math: 0, sliders: [],
+              overflow: [] };
   // Anything not served by the local site is blocked and reported: the site must work offline.
   await tab.route('**/*', (route) => {
     const url = route.request().url();
@@ -47,6 +50,17 @@ for (const page of pages) {
       if (m) hits.push(n.textContent.trim().slice(0, 80));
     }
     return hits;
+  });
+  r.overflow = await tab.evaluate(() => {
+    document.querySelectorAll('main details').forEach((d) => { d.open = true; });
+    const blocks = document.querySelectorAll('main pre, main div.cell_output');
+    return Array.from(blocks)
+      .filter((el) => el.getClientRects().length && el.scrollWidth > el.clientWidth + 1)
+      .map((el) => {
+        const lines = el.textContent.split('\n');
+        const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+        return `${el.scrollWidth - el.clientWidth} px too wide: ${longest.trim().slice(0, 90)}`;
+      });
   });
   // Static sliders: move each to its last position; the frame (img src) must change.
   const sliders = await tab.$$('.dlcv-interactive input[type=range]');
