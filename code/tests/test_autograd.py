@@ -6,7 +6,8 @@ import random
 import pytest
 import torch
 
-from dlcv.autograd import LinearFunction, Value, draw_graph, linear_backward, topological_order
+from dlcv.autograd import (LinearFunction, SavedTensors, Value, draw_graph, linear_backward,
+                           topological_order, torch_graph)
 
 UNARY = ["tanh", "sigmoid", "relu", "exp", "square"]
 BINARY = ["+", "-", "*", "/"]
@@ -101,3 +102,37 @@ def test_linear_backward_passes_gradcheck_and_matches_autograd():
     assert torch.allclose(dx, x.grad) and torch.allclose(dW, W.grad) and torch.allclose(db, b.grad)
     with pytest.raises(ValueError, match="dy must be"):
         linear_backward(x.detach(), W.detach(), dy.T)
+
+
+def test_torch_graph_lists_the_recorded_nodes():
+    lin1, lin2 = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    out = lin2(torch.relu(lin1(torch.randn(5, 4)))).sum()
+    names = torch_graph(out)
+    assert names[0] == "SumBackward0"
+    assert names.count("AddmmBackward0") == 2 and names.count("ReluBackward0") == 1
+    assert names.count("AccumulateGrad") == 4  # two weights and two biases
+    with pytest.raises(ValueError, match="no graph"):
+        torch_graph(out.detach())
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="no_grad"):
+            torch_graph(lin1(torch.randn(1, 4)))
+    with pytest.raises(TypeError):
+        torch_graph(3.0)
+
+
+def test_saved_tensors_counts_what_backward_needs():
+    x = torch.randn(64, 100)
+    w = torch.randn(100, 50, requires_grad=True)
+    with SavedTensors() as saved:
+        y = torch.relu(x @ w)  # mm saves x (for dL/dw; no dL/dx is needed); relu its output
+    assert saved.count == 2
+    assert saved.bytes == 4 * (64 * 100 + 64 * 50)
+    with SavedTensors() as both:
+        torch.relu(x.requires_grad_() @ w)  # now dL/dx is needed too, so w is saved as well
+    assert both.count == 3 and both.bytes == 4 * (64 * 100 + 100 * 50 + 64 * 50)
+    x.requires_grad_(False)
+    with SavedTensors() as nothing, torch.no_grad():
+        torch.relu(x @ w)
+    assert nothing.count == 0 and nothing.bytes == 0
+    y.sum().backward()  # the hooks left the graph usable
+    assert torch.allclose(w.grad, x.T @ (y > 0).float())

@@ -12,7 +12,9 @@ follows Karpathy's micrograd: a whole engine that fits on a screen.
     (-4.0, -4.0, 3.0)
 
 ``linear_backward`` and ``LinearFunction`` do the same for a fully connected layer with
-matrices, and ``draw_graph`` draws a ``Value``'s graph with matplotlib.
+matrices, and ``draw_graph`` draws a ``Value``'s graph with matplotlib. ``torch_graph`` and
+``SavedTensors`` look inside PyTorch's own autograd: the nodes it recorded, and the memory it
+keeps for the backward pass.
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from typing import Iterable
 
 import torch
 
-__all__ = ["Value", "values", "topological_order", "draw_graph", "linear_backward", "LinearFunction"]
+__all__ = ["Value", "values", "topological_order", "draw_graph", "linear_backward", "LinearFunction",
+           "torch_graph", "SavedTensors"]
 
 
 class Value:
@@ -266,3 +269,54 @@ class LinearFunction(torch.autograd.Function):
 def values(numbers: Iterable[float], prefix: str = "x") -> list[Value]:
     """``[Value(n, f"{prefix}0"), ...]``: labelled leaves for small examples."""
     return [Value(n, f"{prefix}{i}") for i, n in enumerate(numbers)]
+
+
+def torch_graph(output: torch.Tensor) -> list[str]:
+    """The backward nodes PyTorch recorded for ``output`` (the class names of its ``grad_fn``
+    graph, such as ``AddmmBackward0``), each once, output first, breadth-first along
+    ``next_functions``. ``AccumulateGrad`` nodes are the leaves: where a parameter's ``.grad``
+    is written."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"output must be a tensor, got {type(output).__name__}")
+    if output.grad_fn is None:
+        raise ValueError("output has no graph: it does not require grad, or it was computed "
+                         "under torch.no_grad() or from .detach()ed tensors")
+    names, seen, queue = [], set(), [output.grad_fn]
+    while queue:
+        fn = queue.pop(0)
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.append(type(fn).__name__)
+        queue.extend(next_fn for next_fn, _ in fn.next_functions)
+    return names
+
+
+class SavedTensors:
+    """Counts what autograd keeps for the backward pass while the ``with`` block runs:
+    ``count`` tensors and ``bytes`` of their data (each storage counted once, so a weight that
+    two operations save is counted once), through ``torch.autograd.graph.saved_tensors_hooks``.
+
+        >>> with SavedTensors() as saved:
+        ...     loss = model(x).sum()
+        >>> saved.bytes
+    """
+
+    def __init__(self):
+        self.count, self.bytes, self._seen = 0, 0, set()
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        key = (t.untyped_storage().data_ptr(), t.device)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.count += 1
+            self.bytes += t.untyped_storage().nbytes()
+        return t
+
+    def __enter__(self) -> "SavedTensors":
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
