@@ -1,0 +1,110 @@
+"""dlcv.detection_eval against pycocotools' COCOeval on random scenes: the same mAP, AP50 and
+AP75 to 1e-6, and the pieces (matching, the interpolated AP) by hand."""
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from dlcv import detection_eval as E
+from dlcv.boxes import xyxy_to_xywh
+
+
+def random_scene_set(seed, n_images=25, n_cats=3):
+    """Ground truth and noisy detections (jittered copies, misses, false alarms, ties)."""
+    g = torch.Generator().manual_seed(seed)
+    gt, dets = {}, {}
+    for img in range(1, n_images + 1):
+        n = int(torch.randint(0, 6, (1,), generator=g))
+        xy = torch.rand(n, 2, generator=g, dtype=torch.float64) * 80
+        wh = 5 + torch.rand(n, 2, generator=g, dtype=torch.float64) * 30
+        boxes = torch.cat([xy, xy + wh], 1)
+        labels = torch.randint(1, n_cats + 1, (n,), generator=g)
+        gt[img] = (boxes, labels)
+        keep = torch.rand(n, generator=g) > 0.2                      # some objects are missed
+        jitter = torch.randn(n, 4, generator=g, dtype=torch.float64) * 3
+        d_boxes = (boxes + jitter)[keep]
+        d_labels = labels[keep].clone()
+        flip = torch.rand(len(d_labels), generator=g) < 0.1          # some wrong classes
+        d_labels[flip] = torch.randint(1, n_cats + 1, (int(flip.sum()),), generator=g)
+        m = int(torch.randint(0, 4, (1,), generator=g))             # false alarms
+        fxy = torch.rand(m, 2, generator=g, dtype=torch.float64) * 80
+        d_boxes = torch.cat([d_boxes, torch.cat([fxy, fxy + 10], 1)])
+        d_boxes = torch.minimum(d_boxes, torch.full_like(d_boxes, 1e9))
+        d_boxes[:, 2:] = torch.maximum(d_boxes[:, 2:], d_boxes[:, :2])
+        d_labels = torch.cat([d_labels, torch.randint(1, n_cats + 1, (m,), generator=g)])
+        scores = torch.round(torch.rand(len(d_boxes), generator=g, dtype=torch.float64) * 20) / 20
+        dets[img] = (d_boxes, scores, d_labels)                      # rounded scores: ties
+    return gt, dets
+
+
+def cocoeval_stats(gt, dets, n_cats=3):
+    images, anns, results = [], [], []
+    for img, (boxes, labels) in gt.items():
+        images.append({"id": img, "width": 128, "height": 128})
+        for b, l in zip(xyxy_to_xywh(boxes).tolist(), labels.tolist()):
+            anns.append({"id": len(anns) + 1, "image_id": img, "category_id": l, "bbox": b,
+                         "area": b[2] * b[3], "iscrowd": 0})
+    for img, (boxes, scores, labels) in dets.items():
+        for b, s, l in zip(xyxy_to_xywh(boxes).tolist(), scores.tolist(), labels.tolist()):
+            results.append({"image_id": img, "category_id": l, "bbox": b, "score": s})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"info": {}, "images": images, "annotations": anns,
+                        "categories": [{"id": c, "name": str(c)} for c in range(1, n_cats + 1)]}
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(results), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_map_matches_cocoeval(seed):
+    gt, dets = random_scene_set(seed)
+    ours = E.evaluate(gt, dets)
+    ref = cocoeval_stats(gt, dets)
+    assert abs(ours.map - ref[0]) < 1e-6
+    assert abs(ours.at(0.5) - ref[1]) < 1e-6
+    assert abs(ours.at(0.75) - ref[2]) < 1e-6
+
+
+def test_matching_by_hand():
+    gt = torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]])
+    det = torch.tensor([[0.0, 0, 10, 10], [1.0, 1, 10, 10], [20.0, 20, 30, 30], [50.0, 50, 60, 60]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    s, tp = E.match_detections(det, scores, gt, 0.5)
+    # order by score: the false alarm (0.95), the exact box (0.9: TP), its duplicate (0.8: FP,
+    # its ground truth is taken), the second box (0.7: TP)
+    assert s.tolist() == pytest.approx([0.95, 0.9, 0.8, 0.7])
+    assert tp.tolist() == [False, True, False, True]
+
+
+def test_interpolated_ap_by_hand():
+    # precision 1/2 at recall 0.5, then 2/3 at recall 1: the envelope is 2/3 everywhere
+    assert E.interpolated_ap(np.array([0.0, 0.5, 2 / 3]), np.array([0.0, 0.5, 1.0])) == \
+        pytest.approx(2 / 3)
+    # recall stops at 0.5: levels above read 0
+    ap = E.interpolated_ap(np.array([1.0]), np.array([0.5]))
+    assert ap == pytest.approx(51 / 101)
+
+
+def test_perfect_and_empty_detections():
+    gt = {1: (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]))}
+    perfect = {1: (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0.9]), torch.tensor([1]))}
+    assert E.evaluate(gt, perfect).map == pytest.approx(1.0)
+    assert E.evaluate(gt, {}).map == 0.0
+
+
+def test_bad_input_is_named():
+    gt = {1: (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]))}
+    with pytest.raises(ValueError, match="no ground-truth entry"):
+        E.evaluate(gt, {2: (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0))})
+    with pytest.raises(ValueError, match=r"detections\[1\].*one value per box"):
+        E.evaluate(gt, {1: (torch.zeros(2, 4), torch.zeros(3), torch.zeros(2))})
+    with pytest.raises(ValueError, match="x2 < x1"):
+        E.evaluate({1: (torch.tensor([[5.0, 0, 1, 1]]), torch.tensor([1]))}, {})
