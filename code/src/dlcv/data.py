@@ -437,9 +437,16 @@ def as_tensors(images: np.ndarray, labels: np.ndarray | None = None,
 
 def fetch_all(names: list[str] | None = None) -> None:
     """Fetch, verify and cache datasets (all of them by default); used by ``make data``."""
-    for name in names or [*DATASETS, "samples"]:
+    for name in names or [*DATASETS, "samples", "scenes"]:
         if name == "samples":
             print(f"dlcv: sample images ok, in {_foolbox_samples_dir()}")
+            continue
+        if name == "scenes":       # generated from the datasets above (dlcv.scenes)
+            from . import scenes
+
+            for split in scenes.SPLITS:
+                print(f"dlcv: scenes {split}: {scenes.load_scenes(split)!r} ok, in "
+                      f"{scenes.scenes_dir()}")
             continue
         ds = load_dataset(name, verbose=False)
         print(f"dlcv: {ds!r} ok, in {cache_dir() / (name + '.npz')}")
@@ -452,7 +459,8 @@ def _main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="fetch, verify and cache datasets")
     f.add_argument("names", nargs="*",
-                   help=f"datasets (default: all of {', '.join(DATASETS)}, and 'samples')")
+                   help=f"datasets (default: all of {', '.join(DATASETS)}, 'samples' and "
+                        "'scenes')")
     sub.add_parser("list", help="list the datasets and their sources")
     args = p.parse_args(argv)
     if args.cmd == "list":
