@@ -11,6 +11,11 @@ background class: an anchor is background when every category says no) and box t
 follow ``dlcv.scenes.SceneSet``: ``{"boxes": [K, 4] (x1, y1, x2, y2), "labels": [K]}`` with
 category ids 1..C.
 
+``propose``, ``SecondStage`` and ``detect_two_stage`` turn it into a two-stage detector in the
+way of Faster R-CNN: the single-stage detector, its scores taken as objectness, proposes
+regions; RoI Align cuts their features out of its backbone; a small head classifies them and
+refines their boxes.
+
 ``make_anchors`` and ``match_anchors`` are tested against torchvision's ``AnchorGenerator``
 and ``Matcher``; ``detect`` uses ``torchvision.ops.batched_nms`` for speed (``dlcv.boxes`` has
 the same function written out, and the tests check they agree).
@@ -28,7 +33,8 @@ from . import runtime
 from .boxes import box_iou, decode_boxes, encode_boxes
 
 __all__ = ["STRIDE", "make_anchors", "match_anchors", "SingleStageDetector", "detection_loss",
-           "detect", "train_detector"]
+           "detect", "train_detector", "propose", "SecondStage", "second_stage_loss",
+           "train_second_stage", "detect_two_stage"]
 
 STRIDE = 8
 BACKGROUND, IGNORE = -1, -2
@@ -220,3 +226,143 @@ def train_detector(model: SingleStageDetector, images: torch.Tensor, targets: li
                 running = {}
     model.eval()
     return log
+
+
+# ----------------------------------------------------------------------------- two stages
+SECOND_STAGE_WEIGHTS = (10.0, 10.0, 5.0, 5.0)   # Faster R-CNN's scaling of the box transform
+
+
+@torch.no_grad()
+def propose(model: SingleStageDetector, images: torch.Tensor, top: int = 300,
+            nms_iou: float = 0.7, keep: int = 50) -> list[torch.Tensor]:
+    """Region proposals from a single-stage detector used as a region proposal network: every
+    anchor's objectness is its best category score; the ``top`` anchors, moved by their
+    transforms and clipped, go through class-agnostic NMS at ``nms_iou``, and the best ``keep``
+    remain. Returns ``[P, 4]`` boxes per image."""
+    model.eval()
+    _, logits, transforms = model(images)
+    anchors = model.anchors(*images.shape[-2:])
+    H, W = images.shape[-2:]
+    out = []
+    for lg, tr in zip(logits, transforms):
+        objectness = torch.sigmoid(lg).max(dim=1).values
+        best = torch.argsort(objectness, descending=True)[:top]
+        boxes = tvops.clip_boxes_to_image(decode_boxes(tr[best], anchors[best]), (H, W))
+        boxes, scores = boxes[tvops.remove_small_boxes(boxes, 1.0)], objectness[best]
+        out.append(boxes[tvops.nms(boxes, scores[:len(boxes)], nms_iou)[:keep]])
+    return out
+
+
+class SecondStage(nn.Module):
+    """Fast R-CNN's head on top of a detector's backbone: each proposal's features are cut out
+    with RoI Align (``7 x 7``, stride 8), flattened through two fully connected layers, and
+    classified into ``C + 1`` classes (0 is background) with one box refinement per proposal."""
+
+    def __init__(self, channels: int, num_classes: int, hidden: int = 256, size: int = 7):
+        super().__init__()
+        self.size, self.num_classes = size, num_classes
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, hidden),
+                                 nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.cls = nn.Linear(hidden, num_classes + 1)
+        self.box = nn.Linear(hidden, 4)
+        nn.init.normal_(self.box.weight, std=0.001)
+        nn.init.zeros_(self.box.bias)
+
+    def forward(self, features: torch.Tensor, proposals: list[torch.Tensor]):
+        """``features [N, D, h, w]`` and ``proposals`` (a ``[P_i, 4]`` per image) ->
+        ``(logits [sum P_i, C + 1], transforms [sum P_i, 4])``."""
+        rois = tvops.roi_align(features, proposals, self.size, spatial_scale=1 / STRIDE,
+                               sampling_ratio=2, aligned=True)
+        h = self.mlp(rois)
+        return self.cls(h), self.box(h)
+
+
+def _second_stage_targets(proposals, targets, fg_iou: float = 0.5):
+    labels, boxes = [], []
+    for p, t in zip(proposals, targets):
+        if len(t["boxes"]) == 0:
+            labels.append(torch.zeros(len(p), dtype=torch.int64, device=p.device))
+            boxes.append(torch.zeros(len(p), 4, device=p.device))
+            continue
+        iou, best = box_iou(p, t["boxes"]).max(dim=1)
+        lab = t["labels"][best].clone()
+        lab[iou < fg_iou] = 0
+        labels.append(lab)
+        boxes.append(t["boxes"][best])
+    return torch.cat(labels), torch.cat(boxes)
+
+
+def second_stage_loss(logits, transforms, proposals, targets) -> dict[str, torch.Tensor]:
+    """Faster R-CNN's losses 3 and 4: cross-entropy over ``C + 1`` classes for every proposal
+    (IoU >= 0.5 with a box: that box's category, else background) and smooth L1 between the
+    predicted and the true refinement of the proposals that are objects."""
+    labels, matched = _second_stage_targets(proposals, targets)
+    p = torch.cat(proposals)
+    fg = labels > 0
+    cls = F.cross_entropy(logits, labels)
+    if fg.any():
+        target = encode_boxes(matched[fg], p[fg], SECOND_STAGE_WEIGHTS)
+        box = F.smooth_l1_loss(transforms[fg], target, beta=1 / 9, reduction="sum") / len(labels)
+    else:
+        box = transforms.sum() * 0.0
+    return {"classification": cls, "box": box}
+
+
+def train_second_stage(head: SecondStage, detector: SingleStageDetector, images: torch.Tensor,
+                       targets: list[dict], *, epochs: int, batch_size: int = 8,
+                       lr: float = 1e-3, seed: int = 0) -> list[dict]:
+    """Train the head on the detector's proposals, with the detector frozen (the ground-truth
+    boxes join the proposals, as in Faster R-CNN, so that every object has a good one).
+    Returns the mean losses of every epoch."""
+    device = detector.mean.device
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    steps = math.ceil(len(images) / batch_size)
+    if runtime.is_smoke():
+        epochs, steps = 1, min(steps, runtime.SMOKE_BATCHES)
+    log = []
+    for _ in range(epochs):
+        order, sums = torch.randperm(len(images), generator=gen), {}
+        head.train()
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            x = images[idx].to(device).float() / 255
+            tg = [{"boxes": targets[j]["boxes"].to(device), "labels": targets[j]["labels"].to(device)}
+                  for j in idx.tolist()]
+            proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(propose(detector, x), tg)]
+            with torch.no_grad():
+                features = detector.backbone((x - detector.mean) / 0.25)
+            logits, transforms = head(features, proposals)
+            losses = second_stage_loss(logits, transforms, proposals, tg)
+            opt.zero_grad()
+            (losses["classification"] + losses["box"]).backward()
+            opt.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+        log.append({k: v / steps for k, v in sums.items()})
+    head.eval()
+    return log
+
+
+@torch.no_grad()
+def detect_two_stage(head: SecondStage, detector: SingleStageDetector, images: torch.Tensor,
+                     score_threshold: float = 0.05, nms_iou: float = 0.5,
+                     max_detections: int = 100):
+    """Proposals from the detector, then the head's class probabilities and refined boxes,
+    per-category NMS. Same output as ``detect``."""
+    head.eval()
+    proposals = propose(detector, images)
+    features = detector.backbone((images - detector.mean) / 0.25)
+    logits, transforms = head(features, proposals)
+    probs = F.softmax(logits, dim=1)[:, 1:]                  # [sum P, C], background dropped
+    H, W = images.shape[-2:]
+    out, start = [], 0
+    for p in proposals:
+        pr, tr = probs[start:start + len(p)], transforms[start:start + len(p)]
+        start += len(p)
+        boxes = tvops.clip_boxes_to_image(decode_boxes(tr, p, SECOND_STAGE_WEIGHTS), (H, W))
+        keep = torch.nonzero(pr > score_threshold)            # (proposal, category) pairs
+        b, s, c = boxes[keep[:, 0]], pr[keep[:, 0], keep[:, 1]], keep[:, 1]
+        kept = tvops.batched_nms(b, s, c, nms_iou)[:max_detections]
+        out.append((b[kept], s[kept], c[kept] + 1))
+    return out

@@ -31,7 +31,7 @@ import torch
 from .boxes import box_iou, check_boxes
 
 __all__ = ["COCO_IOU_THRESHOLDS", "RECALL_LEVELS", "match_detections", "precision_recall",
-           "interpolated_ap", "APResult", "evaluate"]
+           "interpolated_ap", "APResult", "evaluate", "to_coco_results", "cocoeval"]
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)       # 0.50, 0.55, ..., 0.95
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)             # COCO's 101 recall points
@@ -157,3 +157,46 @@ def evaluate(ground_truth: dict, detections: dict, iou_thresholds=COCO_IOU_THRES
             curves[(ci, ti)] = (precision, recall)
             ap[ci, ti] = interpolated_ap(precision, recall)
     return APResult(list(categories), thresholds, ap, curves)
+
+
+def to_coco_results(detections: dict, masks: dict | None = None) -> list[dict]:
+    """Detections ``{image_id: (boxes [D, 4] xyxy, scores [D], labels [D])}`` as COCO's result
+    list (``bbox`` as ``[x, y, w, h]``), with RLE ``segmentation`` from ``masks``
+    ``{image_id: bool [D, H, W]}`` when given (for mask AP)."""
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for image_id, (boxes, scores, labels) in detections.items():
+        xywh = boxes.detach().cpu().double().clone()
+        xywh[:, 2:] -= xywh[:, :2]
+        for k, (b, s, c) in enumerate(zip(xywh.tolist(), scores.tolist(), labels.tolist())):
+            r = {"image_id": int(image_id), "category_id": int(c), "bbox": b, "score": float(s)}
+            if masks is not None:
+                m = masks[image_id][k].cpu().numpy().astype(np.uint8)
+                rle = mask_utils.encode(np.asfortranarray(m))
+                r["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode()}
+            out.append(r)
+    return out
+
+
+def cocoeval(coco, detections: dict, iou_type: str = "bbox", masks: dict | None = None):
+    """Run pycocotools' ``COCOeval`` on ``detections`` against the ground truth in ``coco`` (a
+    ``pycocotools.coco.COCO``, such as ``SceneSet.coco``), quietly; returns the evaluator
+    (``.stats[0]`` is COCO's mAP, ``[1]`` AP50, ``[2]`` AP75). Only the images in
+    ``detections`` are evaluated."""
+    import contextlib
+    import io
+
+    from pycocotools.cocoeval import COCOeval
+
+    results = to_coco_results(detections, masks)
+    with contextlib.redirect_stdout(io.StringIO()):
+        if not results:
+            raise ValueError("no detections to evaluate: every image came back empty")
+        dt = coco.loadRes(results)
+        ev = COCOeval(coco, dt, iou_type)
+        ev.params.imgIds = sorted(int(i) for i in detections)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev

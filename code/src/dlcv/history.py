@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Event", "TIMELINE", "IlsvrcResult", "ILSVRC_CLASSIFICATION", "HUMAN_TOP5_ERROR",
-           "ILSVRC2012_SPLITS", "ILSVRC_CLASSES", "PASCAL_VOC2007", "ALEXNET_2012_TEST_TOP5",
+           "ILSVRC2012_SPLITS", "ILSVRC_CLASSES", "PASCAL_VOC2007", "COCO_2014", "COCO2017_SPLITS",
+           "ALEXNET_2012_TEST_TOP5",
            "winners", "error_reductions"]
 
 
@@ -75,6 +76,12 @@ ILSVRC_CLASSES = 1000
 # PASCAL VOC 2007, the benchmark before ImageNet: images and annotated objects in all its splits,
 # and classes (Everingham et al., 2010).
 PASCAL_VOC2007 = {"images": 9_963, "objects": 24_640, "classes": 20}
+
+# COCO as its paper describes it (Lin et al., 2014: "91 object types", "2.5 million labeled
+# instances in 328k images"; 80 of the types have instance annotations for detection), and the
+# 2017 release's detection splits (cocodataset.org).
+COCO_2014 = {"images": 328_000, "instances": 2_500_000, "types": 91, "detection_classes": 80}
+COCO2017_SPLITS = {"train": 118_287, "val": 5_000}
 
 # AlexNet's (team SuperVision's) ILSVRC-2012 test top-5 errors, in % (Krizhevsky et al., 2012,
 # table 2). The challenge's winning entry averaged seven networks, two of them pretrained on the

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from . import data
 
 __all__ = ["CATEGORIES", "KEYPOINT_NAMES", "SPLITS", "IMAGE_SIZE", "SceneSet", "load_scenes",
-           "read_coco", "generate_split", "write_coco", "scenes_dir"]
+           "read_coco", "generate_split", "write_coco", "scenes_dir", "draw_scene"]
 
 VERSION = "scenes-v1"
 IMAGE_SIZE = 128
@@ -393,3 +393,49 @@ def _ensure(split: str, verbose: bool) -> None:
         write_coco(scenes_dir(), images, coco, split)
         if verbose:
             print(f"scenes: generated {split} ({len(images)} images) in {scenes_dir()}")
+
+
+# ----------------------------------------------------------------------------- drawing
+def draw_scene(ax, image: torch.Tensor, boxes=None, labels=None, scores=None, masks=None,
+               keypoints=None, categories: dict[int, str] | None = None, colour_by: str = "instance",
+               linewidth: float = 1.5, fontsize: float = 7) -> None:
+    """Draw an image ``uint8 [3, H, W]`` with any of: boxes ``[K, 4]`` (x1, y1, x2, y2) labelled
+    with their category name (``labels [K]`` ids, ``categories`` id -> name) and score, masks
+    ``[K, H, W]`` tinted, keypoints ``[K, P, 3]`` as white crosses. Colours follow the instance
+    (``colour_by="instance"``) or the category (``"category"``)."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Rectangle
+
+    from .plotting import PALETTE
+
+    img = image.permute(1, 2, 0).cpu().numpy().astype(np.float32) / 255
+    k = 0 if boxes is None else len(boxes)
+    k = max(k, 0 if masks is None else len(masks))
+
+    def colour(i):
+        key = int(labels[i]) if colour_by == "category" and labels is not None else i
+        return PALETTE[key % len(PALETTE)]
+
+    if masks is not None:
+        for i, m in enumerate(masks):
+            m = m.cpu().numpy().astype(bool)
+            img[m] = 0.45 * img[m] + 0.55 * np.array(to_rgb(colour(i)))
+    ax.imshow(img)
+    if boxes is not None:
+        for i, b in enumerate(boxes.tolist()):
+            ax.add_patch(Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
+                                   ec=colour(i), lw=linewidth))
+            text = []
+            if labels is not None:
+                text.append((categories or {}).get(int(labels[i]), str(int(labels[i]))))
+            if scores is not None:
+                text.append(f"{float(scores[i]):.2f}")
+            if text:
+                ax.text(b[0], b[1] - 1.5, " ".join(text), color="white", fontsize=fontsize,
+                        va="bottom", bbox=dict(facecolor=colour(i), pad=0.8, lw=0))
+    if keypoints is not None:
+        for kp in keypoints:
+            ax.plot(kp[:, 0] - 0.5, kp[:, 1] - 0.5, "w+", ms=5, mew=1.2)
+    ax.set_xlim(-0.5, image.shape[-1] - 0.5)
+    ax.set_ylim(image.shape[-2] - 0.5, -0.5)
+    ax.set_axis_off()
