@@ -108,3 +108,19 @@ def test_bad_input_is_named():
         E.evaluate(gt, {1: (torch.zeros(2, 4), torch.zeros(3), torch.zeros(2))})
     with pytest.raises(ValueError, match="x2 < x1"):
         E.evaluate({1: (torch.tensor([[5.0, 0, 1, 1]]), torch.tensor([1]))}, {})
+
+
+def test_cocoeval_with_no_detections_gives_zero():
+    gt = {1: (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]))}
+    from pycocotools.coco import COCO
+    coco = COCO()
+    coco.dataset = {"info": {}, "images": [{"id": 1, "width": 20, "height": 20}],
+                    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10],
+                                     "area": 100, "iscrowd": 0}],
+                    "categories": [{"id": 1, "name": "a"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    empty = {1: (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64))}
+    assert E.cocoeval(coco, empty).stats[0] == 0 and E.evaluate(gt, empty).map == 0
+    hit = {1: (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0.9]), torch.tensor([1]))}
+    assert E.cocoeval(coco, hit).stats[0] == pytest.approx(1.0)

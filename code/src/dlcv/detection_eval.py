@@ -24,6 +24,7 @@ ground truth ``{image_id: (boxes [G, 4] xyxy, labels [G])}`` and detections
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -183,16 +184,17 @@ def cocoeval(coco, detections: dict, iou_type: str = "bbox", masks: dict | None 
     """Run pycocotools' ``COCOeval`` on ``detections`` against the ground truth in ``coco`` (a
     ``pycocotools.coco.COCO``, such as ``SceneSet.coco``), quietly; returns the evaluator
     (``.stats[0]`` is COCO's mAP, ``[1]`` AP50, ``[2]`` AP75). Only the images in
-    ``detections`` are evaluated."""
+    ``detections`` are evaluated. With no detection at all (pycocotools cannot load an empty
+    result list) every AP is 0, and a stand-in with ``stats`` all zero is returned."""
     import contextlib
     import io
 
     from pycocotools.cocoeval import COCOeval
 
     results = to_coco_results(detections, masks)
+    if not results:        # pycocotools cannot load an empty result list; every AP is then 0
+        return SimpleNamespace(stats=np.zeros(12))
     with contextlib.redirect_stdout(io.StringIO()):
-        if not results:
-            raise ValueError("no detections to evaluate: every image came back empty")
         dt = coco.loadRes(results)
         ev = COCOeval(coco, dt, iou_type)
         ev.params.imgIds = sorted(int(i) for i in detections)
