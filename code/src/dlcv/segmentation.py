@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 
 __all__ = ["max_unpool2d", "conv_transpose2d", "transposed_output_size", "overlap_counts",
-           "confusion_matrix", "iou_per_class", "mean_iou"]
+           "confusion_matrix", "iou_per_class", "mean_iou", "semantic_labels", "SegmentationNet",
+           "train_segmenter", "predict", "InstanceHeads", "instance_targets",
+           "train_instance_heads", "predict_instances", "keypoint_error"]
 
 
 def max_unpool2d(x: torch.Tensor, indices: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
@@ -115,3 +117,262 @@ def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
 def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
     """The mean over classes of the IoU (classes absent from both left out)."""
     return float(torch.nanmean(iou_per_class(confusion_matrix(pred, target, num_classes))))
+
+
+# ----------------------------------------------------------------------------- networks
+import math  # noqa: E402  (the networks below; the functions above need only torch)
+
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from . import runtime  # noqa: E402
+
+
+def semantic_labels(target: dict, height: int, width: int) -> torch.Tensor:
+    """A scene's per-pixel labels ``int64 [H, W]``: 0 for background, else the category id of
+    the instance visible there (instance masks of ``dlcv.scenes`` do not overlap)."""
+    out = torch.zeros(height, width, dtype=torch.int64)
+    for mask, label in zip(target["masks"], target["labels"]):
+        out[mask] = int(label)
+    return out
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class SegmentationNet(nn.Module):
+    """An encoder of three stages (each two 3x3 convolutions, then 2x2 max pooling: stride 8 at
+    the bottom) and a decoder of three transposed convolutions back to full resolution.
+    ``skips=True`` makes it a U-Net (Ronneberger et al. 2015): each decoder stage also sees the
+    encoder's features of its resolution, concatenated; ``skips=False`` is a plain
+    fully convolutional encoder-decoder. ``forward`` returns class scores ``[N, C, H, W]``;
+    ``features`` the last decoder features ``[N, width, H, W]`` (for the instance heads)."""
+
+    def __init__(self, num_classes: int, width: int = 16, skips: bool = True):
+        super().__init__()
+        w, self.skips = width, skips
+        self.enc = nn.ModuleList([_double_conv(3, w), _double_conv(w, 2 * w),
+                                  _double_conv(2 * w, 4 * w)])
+        self.bottom = _double_conv(4 * w, 4 * w)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2),
+                                 nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2),
+                                 nn.ConvTranspose2d(2 * w, w, 2, stride=2)])
+        extra = (4 * w, 2 * w, w) if skips else (0, 0, 0)
+        self.dec = nn.ModuleList([_double_conv(4 * w + extra[0], 4 * w),
+                                  _double_conv(2 * w + extra[1], 2 * w),
+                                  _double_conv(w + extra[2], w)])
+        self.head = nn.Conv2d(w, num_classes, 1)
+        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % 8 or images.shape[-2] % 8:
+            raise ValueError("images must be [N, 3, H, W] in [0, 1] with H and W multiples of 8, "
+                             f"got {tuple(images.shape)}")
+        x, kept = (images - self.mean) / 0.25, []
+        for stage in self.enc:
+            x = stage(x)
+            kept.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)
+        for up, stage, skip in zip(self.up, self.dec, reversed(kept)):
+            x = up(x)
+            x = stage(torch.cat([x, skip], 1) if self.skips else x)
+        return x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+
+def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+                    batch_size: int = 16, lr: float = 3e-3, seed: int = 0,
+                    on_epoch=None) -> list[float]:
+    """Per-pixel cross-entropy with AdamW and a one-cycle schedule, random horizontal flips;
+    ``images uint8 [N, 3, H, W]``, ``labels int64 [N, H, W]``. ``on_epoch(epoch)`` is called
+    after each epoch (to record predictions). Returns the mean loss of each epoch."""
+    device = model.mean.device
+    gen = torch.Generator().manual_seed(seed)
+    steps = math.ceil(len(images) / batch_size)
+    if runtime.is_smoke():
+        epochs, steps = min(epochs, 1), min(steps, runtime.SMOKE_BATCHES)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
+                                                pct_start=0.15)
+    losses = []
+    for epoch in range(epochs):
+        model.train()
+        order, total = torch.randperm(len(images), generator=gen), 0.0
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            x = images[idx].to(device).float() / 255
+            y = labels[idx].to(device)
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        losses.append(total / steps)
+        model.eval()
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return losses
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
+    """Per-pixel labels ``int64 [N, H, W]`` for ``images uint8 [N, 3, H, W]``."""
+    model.eval()
+    device = model.mean.device
+    return torch.cat([model(images[i:i + batch_size].to(device).float() / 255).argmax(1).cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+# ----------------------------------------------------------------------------- instances
+ROI_SIZE, MASK_SIZE = 14, 28
+
+
+class InstanceHeads(nn.Module):
+    """Mask R-CNN's mask and keypoint branches, small: RoI Align cuts a ``14 x 14`` window of
+    the features out of each box, three 3x3 convolutions and a stride-2 transposed convolution
+    bring it to ``28 x 28``, and 1x1 convolutions give one mask logit per pixel (class-agnostic)
+    and one heatmap logit per pixel and keypoint."""
+
+    def __init__(self, channels: int, num_keypoints: int = 4, width: int = 32):
+        super().__init__()
+        layers, c = [], channels
+        for _ in range(3):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+            c = width
+        self.body = nn.Sequential(*layers, nn.ConvTranspose2d(width, width, 2, stride=2), nn.ReLU())
+        self.mask = nn.Conv2d(width, 1, 1)
+        self.keypoints = nn.Conv2d(width, num_keypoints, 1)
+
+    def forward(self, features: torch.Tensor, boxes: list[torch.Tensor]):
+        """``features [N, C, H, W]`` at the image's resolution, ``boxes`` a ``[K_i, 4]`` per
+        image -> mask logits ``[sum K_i, 28, 28]`` and keypoint logits ``[sum K_i, P, 28, 28]``."""
+        import torchvision.ops as tvops
+
+        rois = tvops.roi_align(features, boxes, ROI_SIZE, spatial_scale=1.0, sampling_ratio=2,
+                               aligned=True)
+        h = self.body(rois)
+        return self.mask(h)[:, 0], self.keypoints(h)
+
+
+def instance_targets(masks: torch.Tensor, keypoints: torch.Tensor, boxes: torch.Tensor):
+    """Targets for boxes ``[K, 4]`` paired with instances: each mask ``bool [K, H, W]`` cut to its
+    box and resampled to ``28 x 28`` (RoI Align on the mask, then >= 0.5), and each keypoint
+    ``[K, P, 3]`` as the index of its heatmap cell in ``0..28 * 28 - 1`` (-1 when it falls
+    outside the box)."""
+    import torchvision.ops as tvops
+
+    if len(boxes) == 0:
+        return masks.new_zeros(0, MASK_SIZE, MASK_SIZE, dtype=torch.float32), \
+            torch.zeros(0, keypoints.shape[1], dtype=torch.int64)
+    rois = torch.cat([torch.arange(len(boxes), device=boxes.device)[:, None].float(), boxes], 1)
+    crops = tvops.roi_align(masks[:, None].float(), rois, MASK_SIZE, 1.0, 2, aligned=True)[:, 0]
+    x1, y1, x2, y2 = boxes.unbind(1)
+    u = ((keypoints[..., 0] - x1[:, None]) / (x2 - x1).clamp(min=1)[:, None] * MASK_SIZE).floor()
+    v = ((keypoints[..., 1] - y1[:, None]) / (y2 - y1).clamp(min=1)[:, None] * MASK_SIZE).floor()
+    inside = (u >= 0) & (u < MASK_SIZE) & (v >= 0) & (v < MASK_SIZE) & (keypoints[..., 2] > 0)
+    index = torch.where(inside, (v * MASK_SIZE + u).long(), torch.full_like(u, -1).long())
+    return (crops >= 0.5).float(), index
+
+
+def _jitter(boxes: torch.Tensor, gen: torch.Generator, amount: float, size: int) -> torch.Tensor:
+    wh = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+    noise = (torch.rand(boxes.shape, generator=gen) * 2 - 1).to(boxes.device) * amount * wh
+    out = (boxes + noise).clamp(0, size)
+    return torch.cat([out[:, :2], torch.maximum(out[:, 2:], out[:, :2] + 2)], 1)
+
+
+def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images: torch.Tensor,
+                         targets: list[dict], *, epochs: int, batch_size: int = 16,
+                         lr: float = 2e-3, jitter: float = 0.1, seed: int = 0) -> list[dict]:
+    """Train both branches on the true boxes, each moved and resized by up to ``jitter`` of its
+    size (so that the heads also learn from imperfect boxes, as they will get from a detector),
+    with the backbone frozen: per-pixel binary cross-entropy for masks, a softmax over the
+    ``28 x 28`` cells for each keypoint (Mask R-CNN's choice). Returns each epoch's mean
+    losses."""
+    device = backbone.mean.device
+    gen = torch.Generator().manual_seed(seed)
+    steps = math.ceil(len(images) / batch_size)
+    if runtime.is_smoke():
+        epochs, steps = min(epochs, 1), min(steps, runtime.SMOKE_BATCHES)
+    opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=1e-4)
+    log = []
+    for _ in range(epochs):
+        heads.train()
+        order, sums = torch.randperm(len(images), generator=gen), {"mask": 0.0, "keypoints": 0.0}
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size].tolist()
+            x = images[idx].to(device).float() / 255
+            with torch.no_grad():
+                feats = backbone.features(x)
+            boxes, mask_t, kp_t = [], [], []
+            for j in idx:
+                t = targets[j]
+                b = _jitter(t["boxes"].to(device), gen, jitter, images.shape[-1])
+                m, k = instance_targets(t["masks"].to(device), t["keypoints"].to(device), b)
+                boxes.append(b)
+                mask_t.append(m)
+                kp_t.append(k)
+            mask_logits, kp_logits = heads(feats, boxes)
+            mask_t, kp_t = torch.cat(mask_t), torch.cat(kp_t)
+            mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask_t)
+            flat = kp_logits.flatten(2)                                   # [R, P, 784]
+            valid = kp_t >= 0
+            kp_loss = F.cross_entropy(flat[valid], kp_t[valid]) if valid.any() else flat.sum() * 0
+            opt.zero_grad()
+            (mask_loss + kp_loss).backward()
+            opt.step()
+            sums["mask"] += mask_loss.item()
+            sums["keypoints"] += kp_loss.item()
+        log.append({k: v / steps for k, v in sums.items()})
+    heads.eval()
+    return log
+
+
+@torch.no_grad()
+def predict_instances(heads: InstanceHeads, backbone: SegmentationNet, image: torch.Tensor,
+                      boxes: torch.Tensor):
+    """For one image ``uint8 [3, H, W]`` and boxes ``[K, 4]``: full-size masks ``bool [K, H, W]``
+    (each 28 x 28 mask resized to its box and pasted, > 0.5), a score per mask (its mean
+    probability inside the mask), and keypoints ``[K, P, 2]`` (x, y) at the centres of the
+    heatmaps' best cells."""
+    heads.eval()
+    device = backbone.mean.device
+    H, W = image.shape[-2:]
+    boxes = boxes.to(device).float()
+    feats = backbone.features(image[None].to(device).float() / 255)
+    mask_logits, kp_logits = heads(feats, [boxes])
+    probs = torch.sigmoid(mask_logits)
+    masks = torch.zeros(len(boxes), H, W, dtype=torch.bool, device=device)
+    scores = torch.zeros(len(boxes), device=device)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        c1, r1 = max(int(math.floor(x1)), 0), max(int(math.floor(y1)), 0)
+        c2, r2 = min(int(math.ceil(x2)), W), min(int(math.ceil(y2)), H)
+        if c2 <= c1 or r2 <= r1:
+            continue
+        pasted = F.interpolate(probs[k][None, None], size=(r2 - r1, c2 - c1), mode="bilinear",
+                               align_corners=False)[0, 0]
+        masks[k, r1:r2, c1:c2] = pasted > 0.5
+        inside = pasted > 0.5
+        scores[k] = pasted[inside].mean() if inside.any() else 0.0
+    best = kp_logits.flatten(2).argmax(2)                              # [K, P]
+    u, v = (best % MASK_SIZE).float() + 0.5, (best // MASK_SIZE).float() + 0.5
+    x1, y1, x2, y2 = boxes.unbind(1)
+    kx = x1[:, None] + u / MASK_SIZE * (x2 - x1)[:, None]
+    ky = y1[:, None] + v / MASK_SIZE * (y2 - y1)[:, None]
+    return masks.cpu(), scores.cpu(), torch.stack([kx, ky], -1).cpu()
+
+
+def keypoint_error(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Distances in pixels ``[K, P]`` between predicted ``[K, P, 2]`` and true ``[K, P, 3]``
+    keypoints (NaN where the true one is not visible)."""
+    d = (predicted - true[..., :2]).norm(dim=-1)
+    return torch.where(true[..., 2] > 0, d, torch.full_like(d, float("nan")))
