@@ -76,3 +76,69 @@ def test_confusion_and_iou_match_sklearn():
         S.confusion_matrix(torch.tensor([5]), torch.tensor([0]), 3)
     ign = S.confusion_matrix(torch.tensor([1, 2]), torch.tensor([255, 2]), 3, ignore_index=255)
     assert ign.sum() == 1
+
+
+def toy_scenes(n=8, size=32):
+    """Squares of two categories on a dark background, with masks, boxes and extreme points."""
+    g = torch.Generator().manual_seed(3)
+    images = torch.zeros(n, 3, size, size, dtype=torch.uint8)
+    targets = []
+    for i in range(n):
+        x, y = (int(v) for v in torch.randint(2, size - 14, (2,), generator=g))
+        label = 1 + i % 2
+        images[i, label - 1, y:y + 12, x:x + 12] = 255
+        mask = torch.zeros(1, size, size, dtype=torch.bool)
+        mask[0, y:y + 12, x:x + 12] = True
+        kps = torch.tensor([[[x + 6.5, y + 0.5, 2], [x + 6.5, y + 11.5, 2], [x + 0.5, y + 6.5, 2],
+                             [x + 11.5, y + 6.5, 2]]])
+        targets.append({"boxes": torch.tensor([[x, y, x + 12, y + 12]], dtype=torch.float32),
+                        "labels": torch.tensor([label]), "masks": mask, "keypoints": kps})
+    return images, targets
+
+
+def test_segmentation_net_shapes_and_errors():
+    for skips in (True, False):
+        net = S.SegmentationNet(num_classes=5, width=8, skips=skips)
+        assert net(torch.rand(2, 3, 32, 24)).shape == (2, 5, 32, 24)
+        assert net.features(torch.rand(1, 3, 16, 16)).shape == (1, 8, 16, 16)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        S.SegmentationNet(3, width=8)(torch.rand(1, 3, 30, 32))
+
+
+def test_semantic_labels_and_training_reduce_the_loss():
+    images, targets = toy_scenes()
+    labels = torch.stack([S.semantic_labels(t, 32, 32) for t in targets])
+    assert labels.unique().tolist() == [0, 1, 2]
+    assert (labels[0] == targets[0]["labels"][0]).sum() == 144
+    torch.manual_seed(0)
+    net = S.SegmentationNet(num_classes=3, width=8)
+    seen = []
+    losses = S.train_segmenter(net, images, labels, epochs=15, batch_size=4, lr=1e-2,
+                               on_epoch=seen.append)
+    assert seen == list(range(15)) and losses[-1] < 0.5 * losses[0]
+    assert S.mean_iou(S.predict(net, images), labels, 3) > 0.5
+
+
+def test_instance_targets_and_heads():
+    images, targets = toy_scenes()
+    t = targets[0]
+    crops, kp_index = S.instance_targets(t["masks"], t["keypoints"], t["boxes"])
+    assert crops.shape == (1, S.MASK_SIZE, S.MASK_SIZE) and crops.mean() > 0.95  # box = mask
+    u, v = kp_index[0] % S.MASK_SIZE, kp_index[0] // S.MASK_SIZE
+    cell = lambda offset: int(offset / 12 * S.MASK_SIZE)    # a pixel centre's cell in the grid
+    assert v[0] == cell(0.5) and v[1] == cell(11.5) and u[2] == cell(0.5) and u[3] == cell(11.5)
+    assert u[0] == v[2] == cell(6.5)
+    far = t["keypoints"].clone()
+    far[0, 0, :2] = -50
+    assert S.instance_targets(t["masks"], far, t["boxes"])[1][0, 0] == -1
+    torch.manual_seed(0)
+    net = S.SegmentationNet(num_classes=3, width=8)
+    heads = S.InstanceHeads(channels=8)
+    log = S.train_instance_heads(heads, net, images, targets, epochs=10, batch_size=4, jitter=0.0)
+    assert log[-1]["mask"] < log[0]["mask"] and log[-1]["keypoints"] < log[0]["keypoints"]
+    masks, scores, kps = S.predict_instances(heads, net, images[0], t["boxes"])
+    assert masks.shape == (1, 32, 32) and scores.shape == (1,)
+    x1, y1, x2, y2 = t["boxes"][0].tolist()
+    assert (kps[..., 0] >= x1).all() and (kps[..., 0] <= x2).all()
+    err = S.keypoint_error(kps, torch.cat([t["keypoints"][:, :3], torch.zeros(1, 1, 3)], 1)[:, :4])
+    assert torch.isnan(err[0, 3]) and not torch.isnan(err[0, :3]).any()
