@@ -142,3 +142,16 @@ def test_instance_targets_and_heads():
     assert (kps[..., 0] >= x1).all() and (kps[..., 0] <= x2).all()
     err = S.keypoint_error(kps, torch.cat([t["keypoints"][:, :3], torch.zeros(1, 1, 3)], 1)[:, :4])
     assert torch.isnan(err[0, 3]) and not torch.isnan(err[0, :3]).any()
+
+
+def test_class_weights_change_what_the_loss_counts():
+    images, targets = toy_scenes(n=4)
+    labels = torch.stack([S.semantic_labels(t, 32, 32) for t in targets])
+    runs = []
+    for weights in (None, torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.0, 1.0, 1.0])):
+        torch.manual_seed(0)
+        net = S.SegmentationNet(num_classes=3, width=8)
+        runs.append(S.train_segmenter(net, images, labels, epochs=1, batch_size=4,
+                                      class_weights=weights)[0])
+    assert runs[0] == pytest.approx(runs[1])        # equal weights: plain cross-entropy
+    assert runs[2] != pytest.approx(runs[0])        # background left out of the loss

@@ -188,7 +188,7 @@ class SegmentationNet(nn.Module):
 
 def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
                     batch_size: int = 16, lr: float = 3e-3, seed: int = 0,
-                    on_epoch=None) -> list[float]:
+                    class_weights: torch.Tensor | None = None, on_epoch=None) -> list[float]:
     """Per-pixel cross-entropy with AdamW and a one-cycle schedule, random horizontal flips;
     ``images uint8 [N, 3, H, W]``, ``labels int64 [N, H, W]``. ``on_epoch(epoch)`` is called
     after each epoch (to record predictions). Returns the mean loss of each epoch."""
@@ -210,7 +210,8 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
             y = labels[idx].to(device)
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-            loss = F.cross_entropy(model(x), y)
+            weight = None if class_weights is None else class_weights.to(device)
+            loss = F.cross_entropy(model(x), y, weight=weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
