@@ -75,3 +75,27 @@ def test_training_reduces_the_loss_on_one_scene():
     boxes, scores, labels = D.detect(model, images[:1].float() / 255)[0]
     from dlcv.boxes import box_iou
     assert labels[0] == 1 and box_iou(boxes[:1], targets[0]["boxes"]).item() > 0.7
+
+
+def test_two_stages_on_a_toy_scene():
+    torch.manual_seed(0)
+    images = torch.zeros(4, 3, 64, 64, dtype=torch.uint8)
+    images[:, 0, 10:40, 20:36] = 255                       # a red object, category 1
+    images[:, 1, 44:60, 4:30] = 255                        # a green one, category 2
+    targets = [{"boxes": torch.tensor([[20.0, 10, 36, 40], [4.0, 44, 30, 60]]),
+                "labels": torch.tensor([1, 2])}] * 4
+    model = D.SingleStageDetector(num_classes=2, width=16)
+    D.train_detector(model, images, targets, epochs=40, batch_size=4, lr=3e-3, flip=False)
+    x = images.float() / 255
+    assert model.features(x).shape == (4, 16, 8, 8)
+    proposals = D.propose(model, x, keep=10)
+    assert all(len(p) <= 10 and p.shape[1] == 4 for p in proposals)
+    from dlcv.boxes import box_iou
+    assert (box_iou(targets[0]["boxes"], proposals[0]).max(1).values > 0.5).all()
+    head = D.SecondStage(channels=16, num_classes=2, hidden=64)
+    log = D.train_second_stage(head, model, images, targets, epochs=30, batch_size=4, lr=3e-3)
+    assert log[-1]["classification"] < log[0]["classification"]
+    boxes, scores, labels = D.detect_two_stage(head, model, x[:1], score_threshold=0.3)[0]
+    for c in (1, 2):
+        mine = labels == c
+        assert mine.any() and box_iou(boxes[mine][:1], targets[0]["boxes"][c - 1:c]).item() > 0.5

@@ -115,12 +115,16 @@ class SingleStageDetector(nn.Module):
         grid = (math.ceil(height / STRIDE), math.ceil(width / STRIDE))
         return make_anchors(grid, STRIDE, self.sizes, self.ratios).to(self.mean.device)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's features ``[N, D, H/8, W/8]`` of ``images [N, 3, H, W]`` in [0, 1]."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [N, 3, H, W] floats in [0, 1], got {tuple(images.shape)}")
+        return self.backbone((images - self.mean) / 0.25)
+
     def forward(self, images: torch.Tensor):
         """``images [N, 3, H, W]`` in [0, 1] -> ``(features [N, D, H/8, W/8], logits [N, A, C],
         transforms [N, A, 4])``."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be [N, 3, H, W] floats in [0, 1], got {tuple(images.shape)}")
-        features = self.backbone((images - self.mean) / 0.25)
+        features = self.features(images)
         h = self.head(features)
         n = len(images)
         logits = self.cls(h).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes)
@@ -248,8 +252,9 @@ def propose(model: SingleStageDetector, images: torch.Tensor, top: int = 300,
         objectness = torch.sigmoid(lg).max(dim=1).values
         best = torch.argsort(objectness, descending=True)[:top]
         boxes = tvops.clip_boxes_to_image(decode_boxes(tr[best], anchors[best]), (H, W))
-        boxes, scores = boxes[tvops.remove_small_boxes(boxes, 1.0)], objectness[best]
-        out.append(boxes[tvops.nms(boxes, scores[:len(boxes)], nms_iou)[:keep]])
+        large = tvops.remove_small_boxes(boxes, 1.0)           # at least a pixel wide and high
+        boxes, scores = boxes[large], objectness[best][large]
+        out.append(boxes[tvops.nms(boxes, scores, nms_iou)[:keep]])
     return out
 
 
@@ -331,7 +336,7 @@ def train_second_stage(head: SecondStage, detector: SingleStageDetector, images:
                   for j in idx.tolist()]
             proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(propose(detector, x), tg)]
             with torch.no_grad():
-                features = detector.backbone((x - detector.mean) / 0.25)
+                features = detector.features(x)
             logits, transforms = head(features, proposals)
             losses = second_stage_loss(logits, transforms, proposals, tg)
             opt.zero_grad()
@@ -352,7 +357,7 @@ def detect_two_stage(head: SecondStage, detector: SingleStageDetector, images: t
     per-category NMS. Same output as ``detect``."""
     head.eval()
     proposals = propose(detector, images)
-    features = detector.backbone((images - detector.mean) / 0.25)
+    features = detector.features(images)
     logits, transforms = head(features, proposals)
     probs = F.softmax(logits, dim=1)[:, 1:]                  # [sum P, C], background dropped
     H, W = images.shape[-2:]
