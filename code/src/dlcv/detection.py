@@ -155,6 +155,14 @@ def detection_loss(logits: torch.Tensor, transforms: torch.Tensor, anchors: torc
     return {"classification": torch.stack(cls_losses).sum() / n_pos, "box": box / n_pos}
 
 
+def _forward(model: SingleStageDetector, images: torch.Tensor):
+    """One forward pass in evaluation mode: features ``[N, D, h, w]``, category probabilities
+    ``[N, A, C]``, box transforms ``[N, A, 4]`` and the anchors ``[A, 4]``."""
+    model.eval()
+    features, logits, transforms = model(images)
+    return features, torch.sigmoid(logits), transforms, model.anchors(*images.shape[-2:])
+
+
 @torch.no_grad()
 def detect(model: SingleStageDetector, images: torch.Tensor, score_threshold: float = 0.05,
            nms_iou: float = 0.5, max_detections: int = 100, candidates: int = 1000):
@@ -163,13 +171,11 @@ def detect(model: SingleStageDetector, images: torch.Tensor, score_threshold: fl
     candidate (the best ``candidates`` of them), its anchor moved by the predicted transform and
     clipped to the image; NMS then runs per category at ``nms_iou`` and the best
     ``max_detections`` are kept."""
-    model.eval()
-    _, logits, transforms = model(images)
-    anchors = model.anchors(*images.shape[-2:])
+    _, probs, transforms, anchors = _forward(model, images)
     H, W = images.shape[-2:]
     out = []
-    for lg, tr in zip(logits, transforms):
-        scores = torch.sigmoid(lg).flatten()                        # [A * C]
+    for pr, tr in zip(probs, transforms):
+        scores = pr.flatten()                                       # [A * C]
         keep = torch.nonzero(scores > score_threshold).flatten()
         keep = keep[torch.argsort(scores[keep], descending=True)[:candidates]]
         a, c = keep // model.num_classes, keep % model.num_classes
@@ -243,13 +249,16 @@ def propose(model: SingleStageDetector, images: torch.Tensor, top: int = 300,
     anchor's objectness is its best category score; the ``top`` anchors, moved by their
     transforms and clipped, go through class-agnostic NMS at ``nms_iou``, and the best ``keep``
     remain. Returns ``[P, 4]`` boxes per image."""
-    model.eval()
-    _, logits, transforms = model(images)
-    anchors = model.anchors(*images.shape[-2:])
-    H, W = images.shape[-2:]
+    _, probs, transforms, anchors = _forward(model, images)
+    return _proposals(probs, transforms, anchors, images.shape[-2:], top, nms_iou, keep)
+
+
+def _proposals(probs, transforms, anchors, size, top=300, nms_iou=0.7, keep=50):
+    """``propose`` from a forward pass already made (``_forward``'s outputs)."""
+    H, W = size
     out = []
-    for lg, tr in zip(logits, transforms):
-        objectness = torch.sigmoid(lg).max(dim=1).values
+    for pr, tr in zip(probs, transforms):
+        objectness = pr.max(dim=1).values
         best = torch.argsort(objectness, descending=True)[:top]
         boxes = tvops.clip_boxes_to_image(decode_boxes(tr[best], anchors[best]), (H, W))
         large = tvops.remove_small_boxes(boxes, 1.0)           # at least a pixel wide and high
@@ -323,8 +332,7 @@ def train_second_stage(head: SecondStage, detector: SingleStageDetector, images:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     steps = math.ceil(len(images) / batch_size)
-    if runtime.is_smoke():
-        epochs, steps = 1, min(steps, runtime.SMOKE_BATCHES)
+    epochs, steps = runtime.smoke_limits(epochs, steps)
     log = []
     for _ in range(epochs):
         order, sums = torch.randperm(len(images), generator=gen), {}
@@ -334,9 +342,10 @@ def train_second_stage(head: SecondStage, detector: SingleStageDetector, images:
             x = images[idx].to(device).float() / 255
             tg = [{"boxes": targets[j]["boxes"].to(device), "labels": targets[j]["labels"].to(device)}
                   for j in idx.tolist()]
-            proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(propose(detector, x), tg)]
-            with torch.no_grad():
-                features = detector.features(x)
+            with torch.no_grad():        # one pass of the frozen detector gives both
+                features, *outputs = _forward(detector, x)
+                proposals = _proposals(*outputs, x.shape[-2:])
+            proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, tg)]
             logits, transforms = head(features, proposals)
             losses = second_stage_loss(logits, transforms, proposals, tg)
             opt.zero_grad()
@@ -356,8 +365,8 @@ def detect_two_stage(head: SecondStage, detector: SingleStageDetector, images: t
     """Proposals from the detector, then the head's class probabilities and refined boxes,
     per-category NMS. Same output as ``detect``."""
     head.eval()
-    proposals = propose(detector, images)
-    features = detector.features(images)
+    features, *outputs = _forward(detector, images)
+    proposals = _proposals(*outputs, images.shape[-2:])
     logits, transforms = head(features, proposals)
     probs = F.softmax(logits, dim=1)[:, 1:]                  # [sum P, C], background dropped
     H, W = images.shape[-2:]

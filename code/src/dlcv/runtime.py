@@ -97,6 +97,14 @@ def pick(small: T, large: T, smoke: T | None = None) -> T:
     return small
 
 
+def smoke_limits(epochs: int, steps: int) -> tuple[int, int]:
+    """``(epochs, steps per epoch)`` cut to ``SMOKE_EPOCHS`` and ``SMOKE_BATCHES`` at the smoke
+    scale, unchanged otherwise: the one limit every hand-written training loop applies."""
+    if is_smoke():
+        return min(epochs, SMOKE_EPOCHS), min(steps, SMOKE_BATCHES)
+    return epochs, steps
+
+
 def is_smoke() -> bool:
     """True at the smoke scale: code paths are checked, results mean nothing."""
     return scale() == "smoke"
