@@ -328,19 +328,22 @@ def _split_paths(split: str) -> tuple[Path, Path]:
     return scenes_dir() / split, scenes_dir() / "annotations" / f"instances_{split}.json"
 
 
-def _cached_digest(split: str) -> str | None:
-    from PIL import Image
-
+def _cached(split: str) -> tuple[SceneSet | None, str | None]:
+    """The cached split read once, and the SHA-256 of what was read (``(None, None)`` when
+    there is no readable cache)."""
     image_dir, ann = _split_paths(split)
     if not ann.is_file():
-        return None
+        return None, None
     try:
-        coco = json.loads(ann.read_text())
-        images = np.stack([np.asarray(Image.open(image_dir / im["file_name"]).convert("RGB"))
-                           for im in coco["images"]])
-        return _digest(images, coco)
+        scene_set = read_coco(image_dir, ann)
     except (OSError, ValueError, KeyError):
-        return None
+        return None, None
+    images = scene_set.images.permute(0, 2, 3, 1).numpy()     # back to [N, H, W, 3]
+    return scene_set, _digest(images, scene_set.coco.dataset)
+
+
+def _cached_digest(split: str) -> str | None:
+    return _cached(split)[1]
 
 
 def load_scenes(split: str = "train", *, verbose: bool = False) -> SceneSet:
@@ -349,8 +352,8 @@ def load_scenes(split: str = "train", *, verbose: bool = False) -> SceneSet:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; the scenes have {', '.join(SPLITS)}")
     with _lock(split):                 # chapters built in parallel may ask at the same time
-        _ensure(split, verbose)
-    return read_coco(*_split_paths(split))
+        scene_set = _ensure(split, verbose)
+    return scene_set
 
 
 class _lock:
@@ -374,10 +377,11 @@ class _lock:
         self.file.close()              # closing releases the lock
 
 
-def _ensure(split: str, verbose: bool) -> None:
+def _ensure(split: str, verbose: bool) -> SceneSet:
+    """The verified split, read from the cache once, or generated, written and read."""
     image_dir, ann = _split_paths(split)
     expected = SHA256[split]
-    got = _cached_digest(split)
+    scene_set, got = _cached(split)
     if got is None or (expected is not None and got != expected):
         if got is not None:
             warnings.warn(f"cached scenes {split!r} do not match their checksum; generating "
@@ -393,6 +397,8 @@ def _ensure(split: str, verbose: bool) -> None:
         write_coco(scenes_dir(), images, coco, split)
         if verbose:
             print(f"scenes: generated {split} ({len(images)} images) in {scenes_dir()}")
+        scene_set = read_coco(image_dir, ann)
+    return scene_set
 
 
 # ----------------------------------------------------------------------------- drawing
