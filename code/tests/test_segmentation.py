@@ -103,6 +103,37 @@ def test_segmentation_net_shapes_and_errors():
         assert net.features(torch.rand(1, 3, 16, 16)).shape == (1, 8, 16, 16)
     with pytest.raises(ValueError, match="multiples of 8"):
         S.SegmentationNet(3, width=8)(torch.rand(1, 3, 30, 32))
+    # stride 2: half-resolution features, full-resolution scores
+    half = S.SegmentationNet(num_classes=5, width=8, stride=2)
+    assert half.features(torch.rand(1, 3, 32, 48)).shape == (1, 8, 16, 24)
+    assert half(torch.rand(2, 3, 32, 48)).shape == (2, 5, 32, 48)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        half(torch.rand(1, 3, 24, 32))
+    with pytest.raises(ValueError, match="stride must be 1 or 2"):
+        S.SegmentationNet(3, stride=4)
+
+
+def test_half_resolution_network_trains_and_feeds_the_heads():
+    images, targets = toy_scenes()
+    labels = torch.stack([S.semantic_labels(t, 32, 32) for t in targets])
+    torch.manual_seed(0)
+    net = S.SegmentationNet(num_classes=3, width=8, stride=2)
+    losses = S.train_segmenter(net, images, labels, epochs=15, batch_size=4, lr=1e-2)
+    assert losses[-1] < 0.5 * losses[0]
+    assert S.mean_iou(S.predict(net, images), labels, 3) > 0.5
+    # the heads cut their RoIs from the half-resolution map at spatial scale 1/2: the box
+    # (0, 0, 16, 16) in image pixels is the map's top-left quarter, not the whole map
+    heads = S.InstanceHeads(channels=8)
+    zeros, lower = torch.zeros(1, 8, 16, 16), torch.zeros(1, 8, 16, 16)
+    lower[..., 9:, :] = 1.0                       # differs below the top-left quarter's reach
+    box = [torch.tensor([[0.0, 0.0, 16.0, 16.0]])]
+    assert torch.equal(heads(zeros, box, 0.5)[0], heads(lower, box, 0.5)[0])
+    assert not torch.equal(heads(zeros, box, 1.0)[0], heads(lower, box, 1.0)[0])
+    log = S.train_instance_heads(heads, net, images, targets, epochs=10, batch_size=4, jitter=0.0)
+    assert log[-1]["mask"] < log[0]["mask"] and log[-1]["keypoints"] < log[0]["keypoints"]
+    masks, _, kps = S.predict_instances(heads, net, images[0], targets[0]["boxes"])
+    assert masks.shape == (1, 32, 32)
+    assert S.keypoint_error(kps, targets[0]["keypoints"]).nanmean() < 6
 
 
 def test_semantic_labels_and_training_reduce_the_loss():

@@ -149,12 +149,22 @@ class SegmentationNet(nn.Module):
     ``skips=True`` makes it a U-Net (Ronneberger et al. 2015): each decoder stage also sees the
     encoder's features of its resolution, concatenated; ``skips=False`` is a plain
     fully convolutional encoder-decoder. ``forward`` returns class scores ``[N, C, H, W]``;
-    ``features`` the last decoder features ``[N, width, H, W]`` (for the instance heads)."""
+    ``features`` the last decoder features ``[N, width, H / stride, W / stride]`` (for the
+    instance heads).
 
-    def __init__(self, num_classes: int, width: int = 16, skips: bool = True):
+    ``stride=2`` makes the network work at half the image's resolution, for a quarter of the
+    cost: a stride-2 3x3 convolution first (like the stem of a ResNet), and the class scores
+    upsampled bilinearly to the image's size at the end (as DeepLab upsamples its stride-8
+    scores); the loss and the labels stay at full resolution."""
+
+    def __init__(self, num_classes: int, width: int = 16, skips: bool = True, stride: int = 1):
         super().__init__()
-        w, self.skips = width, skips
-        self.enc = nn.ModuleList([_double_conv(3, w), _double_conv(w, 2 * w),
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        w, self.skips, self.stride = width, skips, stride
+        self.stem = nn.Identity() if stride == 1 else nn.Sequential(
+            nn.Conv2d(3, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.enc = nn.ModuleList([_double_conv(3 if stride == 1 else w, w), _double_conv(w, 2 * w),
                                   _double_conv(2 * w, 4 * w)])
         self.bottom = _double_conv(4 * w, 4 * w)
         self.up = nn.ModuleList([nn.ConvTranspose2d(4 * w, 4 * w, 2, stride=2),
@@ -168,10 +178,11 @@ class SegmentationNet(nn.Module):
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % 8 or images.shape[-2] % 8:
-            raise ValueError("images must be [N, 3, H, W] in [0, 1] with H and W multiples of 8, "
+        m = 8 * self.stride
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % m or images.shape[-2] % m:
+            raise ValueError(f"images must be [N, 3, H, W] in [0, 1] with H and W multiples of {m}, "
                              f"got {tuple(images.shape)}")
-        x, kept = (images - self.mean) / 0.25, []
+        x, kept = self.stem((images - self.mean) / 0.25), []
         for stage in self.enc:
             x = stage(x)
             kept.append(x)
@@ -183,15 +194,27 @@ class SegmentationNet(nn.Module):
         return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images))
+        scores = self.head(self.features(images))
+        if self.stride > 1:
+            scores = F.interpolate(scores, size=images.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+        return scores
 
 
 def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
                     batch_size: int = 16, lr: float = 3e-3, seed: int = 0,
-                    class_weights: torch.Tensor | None = None, on_epoch=None) -> list[float]:
+                    class_weights: torch.Tensor | None = None, crop: int | None = None,
+                    on_epoch=None) -> list[float]:
     """Per-pixel cross-entropy with AdamW and a one-cycle schedule, random horizontal flips;
-    ``images uint8 [N, 3, H, W]``, ``labels int64 [N, H, W]``. ``on_epoch(epoch)`` is called
-    after each epoch (to record predictions). Returns the mean loss of each epoch."""
+    ``images uint8 [N, 3, H, W]``, ``labels int64 [N, H, W]``. ``class_weights [C]`` weight
+    each class's pixels in the loss. ``crop`` trains on a random ``crop x crop`` window of
+    each image at each step (a fully convolutional network applies to any size, so it can
+    learn from windows and then label whole images; the step costs ``(crop / H)^2`` as much).
+    ``on_epoch(epoch)`` is called after each epoch (to record predictions). Returns the mean
+    loss of each epoch."""
+    H, W = images.shape[-2:]
+    if crop is not None and not 0 < crop <= min(H, W):
+        raise ValueError(f"crop must be between 1 and the image size {min(H, W)}, got {crop}")
     device = model.mean.device
     gen = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
@@ -205,8 +228,13 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         order, total = torch.randperm(len(images), generator=gen), 0.0
         for s in range(steps):
             idx = order[s * batch_size:(s + 1) * batch_size]
-            x = images[idx].to(device).float() / 255
-            y = labels[idx].to(device)
+            x, y = images[idx], labels[idx]
+            if crop is not None:
+                top = torch.randint(0, H - crop + 1, (len(idx),), generator=gen)
+                left = torch.randint(0, W - crop + 1, (len(idx),), generator=gen)
+                x = torch.stack([im[:, t:t + crop, l:l + crop] for im, t, l in zip(x, top, left)])
+                y = torch.stack([lb[t:t + crop, l:l + crop] for lb, t, l in zip(y, top, left)])
+            x, y = x.to(device).float() / 255, y.to(device)
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
             weight = None if class_weights is None else class_weights.to(device)
@@ -252,13 +280,15 @@ class InstanceHeads(nn.Module):
         self.mask = nn.Conv2d(width, 1, 1)
         self.keypoints = nn.Conv2d(width, num_keypoints, 1)
 
-    def forward(self, features: torch.Tensor, boxes: list[torch.Tensor]):
-        """``features [N, C, H, W]`` at the image's resolution, ``boxes`` a ``[K_i, 4]`` per
-        image -> mask logits ``[sum K_i, 28, 28]`` and keypoint logits ``[sum K_i, P, 28, 28]``."""
+    def forward(self, features: torch.Tensor, boxes: list[torch.Tensor],
+                spatial_scale: float = 1.0):
+        """``features [N, C, H * s, W * s]`` at ``spatial_scale`` s of the image's resolution,
+        ``boxes`` a ``[K_i, 4]`` per image in image pixels -> mask logits ``[sum K_i, 28, 28]``
+        and keypoint logits ``[sum K_i, P, 28, 28]``."""
         import torchvision.ops as tvops
 
-        rois = tvops.roi_align(features, boxes, ROI_SIZE, spatial_scale=1.0, sampling_ratio=2,
-                               aligned=True)
+        rois = tvops.roi_align(features, boxes, ROI_SIZE, spatial_scale=spatial_scale,
+                               sampling_ratio=2, aligned=True)
         h = self.body(rois)
         return self.mask(h)[:, 0], self.keypoints(h)
 
@@ -320,7 +350,7 @@ def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images
                 boxes.append(b)
                 mask_t.append(m)
                 kp_t.append(k)
-            mask_logits, kp_logits = heads(feats, boxes)
+            mask_logits, kp_logits = heads(feats, boxes, 1 / backbone.stride)
             mask_t, kp_t = torch.cat(mask_t), torch.cat(kp_t)
             mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask_t)
             flat = kp_logits.flatten(2)                                   # [R, P, 784]
@@ -348,7 +378,7 @@ def predict_instances(heads: InstanceHeads, backbone: SegmentationNet, image: to
     H, W = image.shape[-2:]
     boxes = boxes.to(device).float()
     feats = backbone.features(image[None].to(device).float() / 255)
-    mask_logits, kp_logits = heads(feats, [boxes])
+    mask_logits, kp_logits = heads(feats, [boxes], 1 / backbone.stride)
     probs = torch.sigmoid(mask_logits)
     masks = torch.zeros(len(boxes), H, W, dtype=torch.bool, device=device)
     scores = torch.zeros(len(boxes), device=device)
