@@ -186,3 +186,20 @@ def test_class_weights_change_what_the_loss_counts():
                                       class_weights=weights)[0])
     assert runs[0] == pytest.approx(runs[1])        # equal weights: plain cross-entropy
     assert runs[2] != pytest.approx(runs[0])        # background left out of the loss
+
+
+def test_label_colours_keep_background_apart():
+    from matplotlib.colors import to_rgb
+
+    rgb = S.colour_labels(torch.tensor([[0, 8], [3, 1]]))
+    assert rgb.shape == (2, 2, 3) and rgb[0, 0].tolist() == [0, 0, 0]
+    colours = [to_rgb(c) for c in S.LABEL_COLOURS]
+    assert len(set(colours)) == len(colours)            # nine labels, nine colours
+    assert all(max(c) > 0.3 for c in colours[1:])       # no object drawn (nearly) black
+    with pytest.raises(ValueError, match="0..8"):
+        S.colour_labels(torch.tensor([9]))
+    import matplotlib.pyplot as plt
+    fig = plt.figure()
+    legend = S.label_legend(fig, {0: "background", 1: "T-shirt"})
+    assert [t.get_text() for t in legend.get_texts()] == ["background", "T-shirt"]
+    plt.close(fig)

@@ -21,7 +21,8 @@ import torch
 __all__ = ["max_unpool2d", "conv_transpose2d", "transposed_output_size", "overlap_counts",
            "confusion_matrix", "iou_per_class", "mean_iou", "semantic_labels", "SegmentationNet",
            "train_segmenter", "predict", "InstanceHeads", "instance_targets",
-           "train_instance_heads", "predict_instances", "keypoint_error"]
+           "train_instance_heads", "predict_instances", "keypoint_error", "LABEL_COLOURS",
+           "colour_labels", "label_legend"]
 
 
 def max_unpool2d(x: torch.Tensor, indices: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
@@ -126,6 +127,38 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from . import runtime  # noqa: E402
+
+
+# Label maps in colour: black for background (label 0), then the seven Okabe-Ito colours that
+# are not black, then light grey: nine labels, none drawn in the background's colour.
+LABEL_COLOURS = ["#000000", "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
+                 "#F0E442", "#BBBBBB"]
+
+
+def colour_labels(labels: torch.Tensor) -> "np.ndarray":
+    """A label map ``int [H, W]`` as an RGB image ``float [H, W, 3]`` in ``LABEL_COLOURS``."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    labels = torch.as_tensor(labels)
+    if labels.numel() and (labels.min() < 0 or labels.max() >= len(LABEL_COLOURS)):
+        raise ValueError(f"labels must be in 0..{len(LABEL_COLOURS) - 1} to be coloured, got "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    table = np.array([to_rgb(c) for c in LABEL_COLOURS])
+    return table[labels.cpu().numpy()]
+
+
+def label_legend(fig, names: dict[int, str], **kwargs):
+    """A legend of coloured squares for label maps drawn with ``colour_labels``: ``names`` maps
+    each label to its name (label 0, background, included). ``kwargs`` go to
+    ``fig.legend``."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=LABEL_COLOURS[k], edgecolor="0.5", label=n)
+               for k, n in sorted(names.items())]
+    options = dict(loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False,
+                   handlelength=1.2, columnspacing=1.0)
+    return fig.legend(handles=handles, **{**options, **kwargs})
 
 
 def semantic_labels(target: dict, height: int, width: int) -> torch.Tensor:
