@@ -158,3 +158,24 @@ def test_the_column_check_sees_long_lines():
     chapter = ("```{code-cell} ipython3\nx = 1  " + "#" * 90 + "\n```\n"
                "```{code-cell} ipython3\n:tags: [remove-cell]\ny = 2  " + "#" * 90 + "\n```\n")
     assert [n for n, line in displayed_code_lines(chapter) if len(line) > CODE_COLUMNS] == [2]
+
+
+def test_accessibility_mends_still_apply():
+    """tools/sphinx_site.py mends the theme's markup by string replacement; if a theme upgrade
+    changes the markup, a mend stops matching and this says which (the axe check in
+    test_browser.py would then show the violation it was for)."""
+    import sphinx_site
+
+    pages = [HTML / f"{p}.html" for p in PAGES]
+    texts = [p.read_text(encoding="utf-8") for p in pages]
+    for theirs, ours in sphinx_site.ACCESSIBILITY_MENDS:
+        assert not any(theirs in t for t in texts), f"left unmended: {theirs}"
+        assert any(ours in t for t in texts), f"this mend no longer matches the theme: {theirs}"
+
+
+def test_entry_page_is_an_accessible_redirect():
+    soup = BeautifulSoup((HTML / "index.html").read_text(encoding="utf-8"), "html.parser")
+    first = PAGES[0]
+    assert soup.html.get("lang") == "en" and soup.title.get_text(strip=True)
+    assert soup.find("meta", attrs={"http-equiv": "Refresh"})["content"].endswith(f"{first}.html")
+    assert soup.main.h1 and soup.main.find("a", href=f"{first}.html")

@@ -36,11 +36,12 @@ from bs4 import BeautifulSoup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book_toc import ROOT, toc_pages  # noqa: E402
+import repo_links  # noqa: E402
 
 BUILD = ROOT / "_build"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-REPO_URL = CONFIG["repository"]["url"].rstrip("/")
-SITE_URL = CONFIG["html"]["baseurl"].rstrip("/")
+REPO_URL, NOTEBOOK_BRANCH = repo_links.repository(CONFIG)
+SITE_URL = repo_links.site_url(CONFIG).rstrip("/")
 
 COLAB_CELL = """\
 # Google Colab only: install the book's companion package, at the version this notebook was
@@ -49,6 +50,9 @@ import sys
 if "google.colab" in sys.modules:
     %pip install -q "dlcv @ git+{repo}@{commit}#subdirectory=code"
 """
+
+# A chapter's first cell starts with this comment; the notebook puts the install cell in its place.
+COLAB_MARKER = "# Colab setup"
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}\s*(?P<arg>.*)$")
 ROLE = re.compile(r"\{(?P<role>[\w:-]+)\}`(?P<content>[^`]*)`")
@@ -196,6 +200,10 @@ def convert_roles(text: str, page: Page, refs: References) -> str:
             keys = [k.strip() for k in content.split(",")]
             page.cited += [k for k in keys if k not in page.cited]
             return "(" + "; ".join(refs.cite(k) for k in keys) + ")"
+        if role in repo_links.LINKS:
+            text_, tgt = (target["text"], target["target"]) if target else (content, content)
+            address = repo_links.LINKS[role](tgt.strip().lstrip("/"), REPO_URL, NOTEBOOK_BRANCH)
+            return f"[{text_}]({address})"
         if role == "doc":
             text_, tgt = (target["text"], target["target"]) if target else ("", content)
             path = (Path(page.name).parent / tgt).as_posix() if not tgt.startswith("/") else tgt.lstrip("/")
@@ -298,8 +306,8 @@ def notebook_for(name: str, final: bool, refs: References, commit: str, version:
             if not cell.source.strip():
                 continue
         else:
-            if "google.colab" in cell.source and "%pip install" in cell.source:
-                continue  # the chapter's own Colab cell (unpinned): replaced by the pinned one above
+            if cell.source.startswith(COLAB_MARKER):
+                continue  # the chapter's placeholder for the Colab cell: replaced by the one above
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
     nb.cells = cells

@@ -175,6 +175,9 @@ def test_interactive_figure_has_a_frame_per_value_and_html_controls():
     assert len(f.frames) == 6 and len(set(f.frames.values())) == 6
     html = f.html()
     assert 'type="range"' in html and "<select" in html and html.count("data:image/png") >= 7
+    # accessible: the slider says the value it shows, the frame's alt text the current values
+    assert 'aria-label="k" aria-valuetext="1"' in html and 'data-name="mode"' in html
+    assert 'alt="interactive figure (k = 1, mode = a)"' in html
     bundle = f._repr_mimebundle_()
     assert "text/html" in bundle
     with pytest.MonkeyPatch.context() as mp:   # the smoke scale draws the first and the last frame
@@ -228,3 +231,29 @@ def test_bench_measures_three_loops_and_rejects_bad_sizes():
     assert "| fit (dlcv.training) |" in bench.table(results, "here")
     with pytest.raises(ValueError, match="n >= 128"):
         bench.bench("cpu", n=10)
+
+
+@pytest.mark.parametrize("cvd", ["protanomaly", "deuteranomaly", "tritanomaly"])
+def test_book_colours_stay_apart_for_colour_blind_readers(cvd):
+    """The book's palette (Okabe-Ito) and the nine colours of segmentation label maps, seen
+    with a full protan, deutan or tritan deficiency (Machado et al.'s simulation, as
+    colorspacious implements it): every two colours stay at least 10 apart in CAM02-UCS (a
+    difference of about 1 is just noticeable). matplotlib's tab10 fails the same test."""
+    import itertools
+
+    from colorspacious import cspace_convert, deltaE
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex, to_rgb
+
+    from dlcv.segmentation import LABEL_COLOURS
+
+    def closest_pair(colours):
+        rgb = np.array([to_rgb(c) for c in colours])
+        seen = cspace_convert(rgb, {"name": "sRGB1+CVD", "cvd_type": cvd, "severity": 100},
+                              "sRGB1").clip(0, 1)
+        return min(deltaE(seen[i], seen[j], input_space="sRGB1")
+                   for i, j in itertools.combinations(range(len(colours)), 2))
+
+    assert closest_pair(plotting.PALETTE) > 10
+    assert closest_pair(LABEL_COLOURS) > 10
+    assert closest_pair([to_hex(c) for c in colormaps["tab10"].colors[:8]]) < 10

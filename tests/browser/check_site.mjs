@@ -1,12 +1,22 @@
 // Load every page of the built site in headless Chromium and report, as JSON on stdout:
 // failed requests, requests to any host but the local server, console errors, raw TeX left
-// untypeset, whether moving each static slider (dlcv.interactive) changes its frame, and the
+// untypeset, whether moving each static slider (dlcv.interactive) from the keyboard changes its
+// frame, its alt text and the value it announces, and the
 // code or output blocks that need horizontal scrolling on a 1280 x 900 screen (collapsed
-// cells opened first).
+// cells opened first), and the accessibility violations axe-core finds (WCAG 2.0 and 2.1, levels A
+// and AA, with axe's best practices and the experimental check that a control's name contains
+// its visible text, WCAG 2.5.3).
 // Usage: node tests/browser/check_site.mjs BASE_URL page1.html page2.html ...
 // The browser is Debian's chromium (Playwright cannot download its own here); set CHROMIUM to
 // use another binary.
 import { chromium } from 'playwright-core';
+import { fileURLToPath } from 'node:url';
+
+const AXE = fileURLToPath(new URL('../../node_modules/axe-core/axe.min.js', import.meta.url));
+const AXE_OPTIONS = {
+  runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+  rules: { 'label-content-name-mismatch': { enabled: true } },
+};
 
 const [base, ...pages] = process.argv.slice(2);
 const origin = new URL(base).origin;
@@ -20,7 +30,7 @@ for (const page of pages) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const tab = await context.newPage();
   const r = { page, failed: [], external: [], console: [], rawTex: [], math: 0, sliders: [],
-              overflow: [] };
+              overflow: [], axe: [] };
   // Anything not served by the local site is blocked and reported: the site must work offline.
   await tab.route('**/*', (route) => {
     const url = route.request().url();
@@ -40,6 +50,9 @@ for (const page of pages) {
                             null, { timeout: 20000 }).catch(() => {});
   await tab.evaluate(() => window.MathJax?.startup?.promise).catch(() => {});
   r.math = await tab.evaluate(() => document.querySelectorAll('mjx-container').length);
+  // Screen readers read math from the MathML that MathJax hides beside each formula.
+  r.spokenMath = await tab.evaluate(
+    () => document.querySelectorAll('mjx-container mjx-assistive-mml math').length);
   r.rawTex = await tab.evaluate(() => {
     const main = document.querySelector('main') || document.body || document.documentElement;
     const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
@@ -51,6 +64,12 @@ for (const page of pages) {
     }
     return hits;
   });
+  await tab.addScriptTag({ path: AXE });
+  r.axe = await tab.evaluate(async (options) => {
+    const found = await window.axe.run(document, options);
+    return found.violations.map((v) => `${v.id} (${v.nodes.length}x: ${v.help}): ` +
+      v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', '));
+  }, AXE_OPTIONS);
   r.overflow = await tab.evaluate(() => {
     document.querySelectorAll('main details').forEach((d) => { d.open = true; });
     const blocks = document.querySelectorAll('main pre, main div.cell_output');
@@ -66,10 +85,15 @@ for (const page of pages) {
   const sliders = await tab.$$('.dlcv-interactive input[type=range]');
   for (const [i, slider] of sliders.entries()) {
     const img = await slider.evaluateHandle((s) => s.closest('.dlcv-interactive').querySelector('img'));
-    const before = await img.evaluate((el) => el.src);
-    await slider.evaluate((s) => { s.value = s.max; s.dispatchEvent(new Event('input', { bubbles: true })); });
-    const after = await img.evaluate((el) => el.src);
-    r.sliders.push({ index: i, changed: before !== after });
+    const before = await img.evaluate((el) => [el.src, el.alt]);
+    // moved from the keyboard, as a reader without a mouse would: focus, then End
+    await slider.focus();
+    await tab.keyboard.press('End');
+    const after = await img.evaluate((el) => [el.src, el.alt]);
+    const spoken = await slider.evaluate((s) => [s.getAttribute('aria-valuetext'),
+      s.dataset.values ? JSON.parse(s.dataset.values)[+s.value] : null]);
+    r.sliders.push({ index: i, changed: before[0] !== after[0], altChanged: before[1] !== after[1],
+                     saysValue: spoken[0] !== null && spoken[0] === spoken[1] });
   }
   await context.close();
   results.push(r);

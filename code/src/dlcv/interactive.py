@@ -79,34 +79,45 @@ class InteractiveFigure:
 
     # ---------------------------------------------------------------- static HTML
     def html(self) -> str:
+        """The static widget: a slider (numbers) or a menu (anything else) per parameter, and the
+        frame. Accessible: each control is named by its parameter and is a native, keyboard-
+        operable element; a slider announces the value it shows (``aria-valuetext``), not its
+        position; the frame's alt text is ``alt`` followed by the current values, updated as the
+        controls move."""
         uid = "dlcv-" + uuid.uuid4().hex[:8]
-        controls = []
+        controls, first_said = [], []
         for j, (name, values) in enumerate(self.params.items()):
             label = html.escape(str(name))
-            numeric = _is_numeric(values)
-            if numeric:
+            shown = html.escape(str(values[0]))
+            first_said.append(f"{name} = {values[0]}")
+            if _is_numeric(values):
                 ticks = " ".join(html.escape(str(v)) for v in values)
                 controls.append(
                     f'<label style="margin-right:1.5em">{label} = <output data-dlcv-out="{j}">'
-                    f'{html.escape(str(values[0]))}</output><br><input type="range" min="0" '
+                    f'{shown}</output><br><input type="range" min="0" '
                     f'max="{len(values) - 1}" step="1" value="0" data-dlcv-param="{j}" '
-                    f'aria-label="{label}" data-values=\'{html.escape(json.dumps([str(v) for v in values]))}\' '
-                    f'style="width:14em"><br><small>{ticks}</small></label>')
+                    f'data-name="{label}" aria-label="{label}" aria-valuetext="{shown}" '
+                    f'data-values=\'{html.escape(json.dumps([str(v) for v in values]))}\' '
+                    f'style="width:14em"><br><small aria-hidden="true">{ticks}</small></label>')
             else:
                 opts = "".join(f'<option value="{i}">{html.escape(str(v))}</option>' for i, v in enumerate(values))
                 controls.append(f'<label style="margin-right:1.5em">{label} '
-                                f'<select data-dlcv-param="{j}" aria-label="{label}">{opts}</select></label>')
+                                f'<select data-dlcv-param="{j}" data-name="{label}">{opts}</select></label>')
         first = next(iter(self.frames))
         script = (
-            "(function(){var r=document.getElementById('%s');var f=JSON.parse(r.querySelector("
-            "'script[type=\"application/json\"]').textContent);var c=r.querySelectorAll('[data-dlcv-param]');"
-            "function u(){var k=[];c.forEach(function(e){k.push(e.value);var o=r.querySelector("
-            "'[data-dlcv-out=\"'+e.dataset.dlcvParam+'\"]');if(o&&e.dataset.values){o.textContent="
-            "JSON.parse(e.dataset.values)[+e.value];}});r.querySelector('img').src=f[k.join(',')];}"
+            "(function(){var r=document.getElementById('%s'),img=r.querySelector('img');"
+            "var f=JSON.parse(r.querySelector('script[type=\"application/json\"]').textContent);"
+            "var c=r.querySelectorAll('[data-dlcv-param]');"
+            "function u(){var k=[],said=[];c.forEach(function(e){k.push(e.value);"
+            "var v=e.dataset.values?JSON.parse(e.dataset.values)[+e.value]:e.options[e.selectedIndex].text;"
+            "var o=r.querySelector('[data-dlcv-out=\"'+e.dataset.dlcvParam+'\"]');if(o){o.textContent=v;}"
+            "if(e.type==='range'){e.setAttribute('aria-valuetext',v);}said.push(e.dataset.name+' = '+v);});"
+            "img.src=f[k.join(',')];img.alt=r.dataset.alt+' ('+said.join(', ')+')';}"
             "c.forEach(function(e){e.addEventListener('input',u);e.addEventListener('change',u);});})();" % uid)
-        return (f'<div id="{uid}" class="dlcv-interactive">'
+        alt = f"{self.alt} ({', '.join(first_said)})"
+        return (f'<div id="{uid}" class="dlcv-interactive" data-alt="{html.escape(self.alt)}">'
                 f'<div style="margin-bottom:.5em">{"".join(controls)}</div>'
-                f'<img src="{self.frames[first]}" alt="{html.escape(self.alt)}" style="max-width:100%">'
+                f'<img src="{self.frames[first]}" alt="{html.escape(alt)}" style="max-width:100%">'
                 f'<script type="application/json">{json.dumps(self.frames)}</script>'
                 f'<script>{script}</script></div>')
 
