@@ -4,6 +4,7 @@
 #   make test   the same installs, the package's tests (the fresh reader's venv is made meanwhile),
 #               a strict book build, then checks of the site (HTML, headless Chromium, and every
 #               generated notebook run in that venv on a fake GPU at the smoke scale)
+#   make pdf    the PDF edition, _build/pdf/book.pdf, printed from the built site (make test does it)
 #   make serve  serve the built site on http://localhost:8000
 #   make clean  remove the build (keeps .venv and the data cache)
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export PYTHONHASHSEED := 0
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install data book test test-package test-site chromium serve clean
+.PHONY: install data book pdf test test-package test-site chromium serve clean
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
@@ -45,6 +46,10 @@ book: data
 	$(BIN)/python tools/notebooks.py --final
 	@echo "The book is in _build/html: open _build/html/index.html, or run 'make serve'."
 
+# The PDF edition from the built site: Chromium prints the pages, pypdf binds them (tools/pdf.py).
+pdf: book chromium
+	$(BIN)/python tools/pdf.py
+
 test-package: data
 	$(BIN)/python -m pytest code/tests
 
@@ -63,7 +68,7 @@ test-site: chromium
 # the site checks wait for it.
 test: install
 	$(BIN)/python tools/reader_env.py --background
-	$(MAKE) --no-print-directory test-package book test-site
+	$(MAKE) --no-print-directory test-package book pdf test-site
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000

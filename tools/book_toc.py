@@ -15,3 +15,11 @@ def toc_pages() -> list[str]:
     for part in toc.get("parts", []):
         pages += [c["file"] for c in part.get("chapters", [])]
     return pages
+
+
+def toc_parts() -> list[tuple[str | None, list[str]]]:
+    """``[(None, ["book/intro"]), ("I. Foundations", ["book/ch01_history", ...]), ...]``: the
+    root alone, then each part's caption and pages, in reading order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [(None, [toc["root"]])] + [(part.get("caption"), [c["file"] for c in part.get("chapters", [])])
+                                      for part in toc.get("parts", [])]

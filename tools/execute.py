@@ -13,8 +13,10 @@ when the package or the requirements change.
 Workers and threads. ``DLCV_JOBS`` chapters run at once (default: one per CPU core), and each
 kernel gets ``DLCV_THREADS`` PyTorch/BLAS threads (default: the cores divided among the jobs, so
 one), through ``OMP_NUM_THREADS`` and its BLAS twins. Chapters start longest first, by the time
-their last execution took (``_build/execution-times.json``, which outlives a cleared cache), or
-by the length of their code in a fresh clone. With the defaults on a 2-core CPU, two chapters
+their last execution took (``_build/execution-times.json``, which outlives a cleared cache); in
+a fresh clone, by the times committed in ``tools/execution-times.json`` (a CPU build's, to be
+refreshed when a chapter's time changes much), and a chapter in neither first, by the length
+of its code. With the defaults on a 2-core CPU, two chapters
 run side by side on one thread each (README, "Budgets": what that gave). The glued numbers of a
 CPU build can depend on the thread count in their last digits (the order of floating-point
 sums), so a build is repeatable for a given ``DLCV_THREADS``.
@@ -46,6 +48,7 @@ TIMEOUT = CONFIG["execute"].get("timeout", 30)
 REPORTS = ROOT / "_build" / "html" / "reports"
 # each chapter's last execution time, kept beside the cache (tools/cache_key.py may clear the cache)
 TIMES = ROOT / "_build" / "execution-times.json"
+SEED_TIMES = ROOT / "tools" / "execution-times.json"  # the order of a fresh clone's first build
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # the reader jupyter-cache registers for MyST notebooks, the one myst-nb hands it
 READ_DATA = {"type": "plugin", "name": "myst_nb_md"}
@@ -114,7 +117,7 @@ def main(argv: list[str]) -> int:
     from jupyter_cache.cache.db import NbProjectRecord
 
     cache = get_cache(str(CACHE))
-    last_time: dict[str, float] = json.loads(TIMES.read_text()) if TIMES.is_file() else {}
+    last_time: dict[str, float] = json.loads((TIMES if TIMES.is_file() else SEED_TIMES).read_text())
 
     todo = {}
     for page in argv or toc_pages():

@@ -10,7 +10,8 @@
   page's generated notebook in Colab or on Binder, built from ``repository`` in _config.yml
   (tools/repo_links.py), so that no page names the repository itself; and the site's
   canonical address (``html_baseurl``) is GitHub Pages' address of that repository unless
-  _config.yml sets ``html: baseurl`` (a custom domain).
+  _config.yml sets ``html: baseurl`` (a custom domain). ``{pdf}`text``` links to the PDF
+  edition at the site's root.
 * Accessibility (WCAG 2.1 AA, checked with axe-core by tests/test_browser.py): after the
   build, every page is mended where the theme's markup fails a rule. A control's accessible
   name must contain its visible text (WCAG 2.5.3), so the search buttons and the code-cell
@@ -118,7 +119,18 @@ def _mend_site(app, exception):
                                         encoding="utf-8")
 
 
+PDF_NAME = "book.pdf"  # the PDF edition, at the site's root (tools/pdf.py writes it)
+
+
+def _pdf_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+    """``{pdf}`text```: a link to the PDF edition, relative to the page (so that it works on
+    the published site and in a local build alike, once `make pdf` has run)."""
+    depth = inliner.document.settings.env.docname.count("/")
+    return [nodes.reference(rawtext, text, refuri="../" * depth + PDF_NAME)], []
+
+
 def setup(app):
+    app.add_role("pdf", _pdf_role)
     app.connect("config-inited", _derive_baseurl)
     app.connect("build-finished", _mend_site, priority=400)
     app.connect("html-page-context", _clean_page, priority=900)

@@ -88,6 +88,8 @@ def test_layer_table_counts_agree_with_torch_flop_counter():
     assert complexity.count_flops(big, (3, 224, 224)) == 2 * 64 * 112 * 112 * 3 * 49
     html = complexity.table_html(["a", "b"], [["x", 1]])
     assert "<table" in html and "<td" in html
+    with pytest.raises(ValueError, match="every column needs a header"):
+        complexity.table_html(["", "b"], [["x", 1]])
 
 
 def test_bad_input_is_named():

@@ -29,6 +29,7 @@ const results = [];
 for (const page of pages) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const tab = await context.newPage();
+  let recording = true;
   const r = { page, failed: [], external: [], console: [], rawTex: [], math: 0, sliders: [],
               overflow: [], axe: [] };
   // Anything not served by the local site is blocked and reported: the site must work offline.
@@ -39,10 +40,12 @@ for (const page of pages) {
     return route.abort();
   });
   tab.on('requestfailed', (req) => {
-    if (!r.external.includes(req.url())) r.failed.push(`${req.url()} (${req.failure()?.errorText})`);
+    if (recording && !r.external.includes(req.url())) r.failed.push(`${req.url()} (${req.failure()?.errorText})`);
   });
-  tab.on('response', (res) => { if (res.status() >= 400) r.failed.push(`${res.url()} (HTTP ${res.status()})`); });
-  tab.on('console', (msg) => { if (msg.type() === 'error') r.console.push(msg.text()); });
+  tab.on('response', (res) => {
+    if (recording && res.status() >= 400) r.failed.push(`${res.url()} (HTTP ${res.status()})`);
+  });
+  tab.on('console', (msg) => { if (recording && msg.type() === 'error') r.console.push(msg.text()); });
   tab.on('pageerror', (err) => r.console.push(`uncaught: ${err.message}`));
   await tab.goto(`${base}/${page}`, { waitUntil: 'load' });
   // Wait for MathJax (if the page has math) to finish typesetting.
@@ -64,12 +67,6 @@ for (const page of pages) {
     }
     return hits;
   });
-  await tab.addScriptTag({ path: AXE });
-  r.axe = await tab.evaluate(async (options) => {
-    const found = await window.axe.run(document, options);
-    return found.violations.map((v) => `${v.id} (${v.nodes.length}x: ${v.help}): ` +
-      v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', '));
-  }, AXE_OPTIONS);
   r.overflow = await tab.evaluate(() => {
     document.querySelectorAll('main details').forEach((d) => { d.open = true; });
     const blocks = document.querySelectorAll('main pre, main div.cell_output');
@@ -95,6 +92,15 @@ for (const page of pages) {
     r.sliders.push({ index: i, changed: before[0] !== after[0], altChanged: before[1] !== after[1],
                      saysValue: spoken[0] !== null && spoken[0] === spoken[1] });
   }
+  // Accessibility last: axe fetches the stylesheets itself to read them (and resolves the
+  // theme's relative @import wrongly), so the page's own requests stop being recorded here.
+  recording = false;
+  await tab.addScriptTag({ path: AXE });
+  r.axe = await tab.evaluate(async (options) => {
+    const found = await window.axe.run(document, options);
+    return found.violations.map((v) => `${v.id} (${v.nodes.length}x: ${v.help}): ` +
+      v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', '));
+  }, AXE_OPTIONS);
   await context.close();
   results.push(r);
 }

@@ -123,7 +123,11 @@ def count_params(model: nn.Module) -> int:
 
 def table_html(header: list[str], rows: list[list], align: str | None = None) -> str:
     """A small HTML table (for ``IPython.display.HTML``): ``align`` is one letter per column,
-    ``l`` or ``r`` (default: numbers right, text left)."""
+    ``l`` or ``r`` (default: numbers right, text left). Every column needs a header: an empty
+    one fails WCAG (a screen reader announces nothing for the column)."""
+    if any(not str(h).strip() for h in header):
+        raise ValueError(f"every column needs a header (screen readers announce it), got {header}")
+
     def cell(v, a):
         return f'<td style="text-align:{"right" if a == "r" else "left"}">{html.escape(str(v))}</td>'
     if align is None:
