@@ -257,3 +257,15 @@ def test_book_colours_stay_apart_for_colour_blind_readers(cvd):
     assert closest_pair(plotting.PALETTE) > 10
     assert closest_pair(LABEL_COLOURS) > 10
     assert closest_pair([to_hex(c) for c in colormaps["tab10"].colors[:8]]) < 10
+
+
+def test_book_style_tells_lines_apart_by_more_than_colour():
+    import matplotlib.pyplot as plt
+
+    plotting.use_book_style()
+    fig, ax = plt.subplots()
+    lines = [ax.plot([0, 1], [j, j])[0] for j in range(8)]
+    assert len({str(line._dash_pattern) for line in lines}) == 8    # eight distinct dash patterns
+    assert len({line.get_color() for line in lines}) == 8
+    assert len(set(plotting.MARKERS)) == len(plotting.MARKERS) >= 10
+    plt.close(fig)

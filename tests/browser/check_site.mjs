@@ -97,6 +97,8 @@ for (const page of pages) {
   recording = false;
   await tab.addScriptTag({ path: AXE });
   r.axe = await tab.evaluate(async (options) => {
+    // opened cells fade in: judge colours once the animations have finished
+    await Promise.all(document.getAnimations().map((a) => a.finished.catch(() => {})));
     const found = await window.axe.run(document, options);
     return found.violations.map((v) => `${v.id} (${v.nodes.length}x: ${v.help}): ` +
       v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', '));

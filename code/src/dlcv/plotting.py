@@ -11,18 +11,25 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["use_book_style", "image_grid", "plot_curves", "plot_confusion", "glue_figure", "PALETTE"]
+__all__ = ["use_book_style", "image_grid", "plot_curves", "plot_confusion", "glue_figure", "PALETTE",
+           "LINESTYLES", "MARKERS"]
 
 # Okabe–Ito colours: distinguishable with the common forms of colour blindness.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+# No series is told apart by colour alone: the style cycles a line style with each colour, and
+# scatter plots of classes take a marker per class from MARKERS (WCAG 1.4.1, use of colour).
+LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)),
+              (0, (8, 2, 2, 2))]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 
 
 def use_book_style() -> None:
-    """Set the book's matplotlib style: readable sizes, light grid, colour-blind-safe palette."""
+    """Set the book's matplotlib style: readable sizes, light grid, colour-blind-safe palette,
+    and a line style that changes with the colour, so that lines differ by more than colour."""
     mpl.rcParams.update({
         "figure.figsize": (6.4, 4.0), "figure.dpi": 100, "savefig.dpi": 100,
         "figure.constrained_layout.use": True,
-        "axes.prop_cycle": mpl.cycler(color=PALETTE), "axes.grid": True,
+        "axes.prop_cycle": mpl.cycler(color=PALETTE) + mpl.cycler(linestyle=LINESTYLES), "axes.grid": True,
         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
         "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
         "legend.frameon": False, "image.cmap": "gray",

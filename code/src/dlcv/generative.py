@@ -1,0 +1,180 @@
+"""Generative models from scratch (Chapter 15), small enough to train on digits on a CPU.
+
+Shapes follow PyTorch: images ``[N, 1, 28, 28]`` with values in ``[0, 1]``.
+
+* ``MaskedConv2d`` is PixelCNN's convolution: each output pixel sees only the pixels before it
+  in raster order (mask ``"A"``, the first layer: not the pixel itself; ``"B"``: the pixel's own
+  features too), so that ``p(x) = prod_i p(x_i | x_<i)`` can be computed in one pass;
+  ``PixelCNN`` stacks them and predicts each pixel's intensity level, ``sample`` draws pixels
+  one at a time.
+* ``gaussian_kl`` is the KL term of the VAE's ELBO in closed form (tested against
+  ``torch.distributions``); ``VAE`` encodes to ``(mu, log_var)``, samples with the
+  reparameterisation trick and returns the ELBO's two terms.
+* ``VectorQuantizer`` is VQ-VAE's bottleneck: the nearest code, with the straight-through
+  gradient and the codebook and commitment losses.
+* ``optimal_discriminator`` and ``gan_value`` check the GAN paper's result on densities:
+  ``D*(x) = p_data / (p_data + p_g)`` and ``V(D*, G) = -log 4 + 2 JSD(p_data || p_g)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "VAE", "VectorQuantizer",
+           "optimal_discriminator", "gan_value"]
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A convolution whose kernel is zero at and after the centre in raster order (``"A"``) or
+    after the centre (``"B"``): output pixel ``(i, j)`` depends only on input pixels before
+    ``(i, j)`` (and, for ``"B"``, on ``(i, j)`` itself). Odd kernel sizes, "same" padding."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask: str):
+        if mask not in ("A", "B"):
+            raise ValueError(f"mask must be 'A' or 'B', got {mask!r}")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        centre = kernel_size // 2
+        weight_mask = torch.ones_like(self.weight)
+        weight_mask[:, :, centre, centre + (mask == "B"):] = 0   # the centre row, from the centre
+        weight_mask[:, :, centre + 1:] = 0                        # every row below
+        self.register_buffer("mask", weight_mask)
+        self.mask_type = mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def quantise(images: torch.Tensor, levels: int) -> torch.Tensor:
+    """Intensities ``[0, 1]`` to integer levels ``0..levels - 1`` (int64, same shape)."""
+    if levels < 2:
+        raise ValueError(f"levels must be at least 2, got {levels}")
+    return (images.clamp(0, 1) * (levels - 1)).round().long()
+
+
+class PixelCNN(nn.Module):
+    """A small PixelCNN (van den Oord et al. 2016) for one-channel images quantised to
+    ``levels`` intensities: a 7x7 mask-A convolution, ``layers`` 3x3 mask-B convolutions with
+    ReLUs (residual), and a 1x1 head giving ``levels`` logits per pixel: ``[N, levels, H, W]``.
+    Its receptive field grows with depth but always stays above and left of each pixel."""
+
+    def __init__(self, levels: int = 4, channels: int = 32, layers: int = 5):
+        super().__init__()
+        self.levels = levels
+        self.first = MaskedConv2d(1, channels, 7, "A")
+        self.body = nn.ModuleList([MaskedConv2d(channels, channels, 3, "B") for _ in range(layers)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
+                                  nn.Conv2d(channels, levels, 1))
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        """``levels int64 [N, 1, H, W]`` -> logits ``[N, levels, H, W]``."""
+        x = levels.float() / (self.levels - 1) - 0.5
+        h = self.first(x)
+        for layer in self.body:
+            h = h + layer(F.relu(h))
+        return self.head(h)
+
+    def nll_bits_per_pixel(self, levels: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of images ``[N, 1, H, W]`` (levels), in bits per pixel."""
+        return F.cross_entropy(self(levels), levels[:, 0]) / math.log(2)
+
+    @torch.no_grad()
+    def sample(self, n: int, size: int = 28, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` images pixel by pixel in raster order: ``int64 [n, 1, size, size]``
+        (``size * size`` forward passes: the price of an autoregressive model)."""
+        device = self.head[-1].weight.device
+        out = torch.zeros(n, 1, size, size, dtype=torch.long, device=device)
+        for i in range(size):
+            for j in range(size):
+                probs = F.softmax(self(out)[:, :, i, j], dim=1)
+                out[:, 0, i, j] = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(device)
+        return out
+
+
+def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, diag(exp(log_var))) || N(0, I))`` per example, summed over the latent
+    dimensions: ``0.5 * sum(mu^2 + exp(log_var) - log_var - 1)``. ``[N, D] -> [N]``."""
+    return 0.5 * (mu.pow(2) + log_var.exp() - log_var - 1).sum(dim=1)
+
+
+class VAE(nn.Module):
+    """A variational autoencoder for ``[N, 1, 28, 28]`` digits with a ``latent``-dimensional
+    Gaussian code: a convolutional encoder to ``(mu, log_var)``, a decoder from ``z`` to pixel
+    logits (a Bernoulli likelihood per pixel). ``latent=2`` gives a code one can draw."""
+
+    def __init__(self, latent: int = 2, width: int = 32):
+        super().__init__()
+        self.latent = latent
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(),             # 14 x 14
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),     # 7 x 7
+            nn.Flatten(), nn.Linear(2 * width * 49, 256), nn.ReLU(), nn.Linear(256, 2 * latent))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, 256), nn.ReLU(), nn.Linear(256, 2 * width * 49), nn.ReLU(),
+            nn.Unflatten(1, (2 * width, 7, 7)),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),   # 14 x 14
+            nn.ConvTranspose2d(width, 1, 4, 2, 1))                      # 28 x 28 logits
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_var = self.encoder(x).chunk(2, dim=1)
+        return mu, log_var.clamp(-10, 10)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel logits ``[N, 1, 28, 28]``; ``torch.sigmoid`` of them is the mean image."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ELBO's two terms per example, ``(reconstruction, kl)``, each ``[N]``, in nats:
+        ``-ELBO = reconstruction + kl``. One sample of ``z = mu + sigma * eps`` (the
+        reparameterisation trick: the noise is an input, so gradients reach ``mu`` and
+        ``sigma``)."""
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"VAE takes images [N, 1, 28, 28] in [0, 1], got {tuple(x.shape)}")
+        mu, log_var = self.encode(x)
+        z = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
+        logits = self.decode(z)
+        reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+        return reconstruction, gaussian_kl(mu, log_var)
+
+
+class VectorQuantizer(nn.Module):
+    """VQ-VAE's bottleneck (van den Oord et al. 2017): each ``dim``-vector of ``z [N, dim, H, W]``
+    is replaced by its nearest of ``codes`` codebook vectors. ``forward`` returns the quantised
+    map (with the straight-through gradient: the decoder's gradient is copied to ``z``), the
+    code indices ``[N, H, W]``, and the loss ``||sg[z] - e||^2 + beta ||z - sg[e]||^2`` that
+    moves the codes towards the encoder's outputs and commits the encoder to its codes."""
+
+    def __init__(self, codes: int, dim: int, beta: float = 0.25):
+        super().__init__()
+        self.codebook = nn.Embedding(codes, dim)
+        self.codebook.weight.data.uniform_(-1 / codes, 1 / codes)
+        self.beta = beta
+
+    def forward(self, z: torch.Tensor):
+        if z.ndim != 4 or z.shape[1] != self.codebook.embedding_dim:
+            raise ValueError(f"z must be [N, {self.codebook.embedding_dim}, H, W], got {tuple(z.shape)}")
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])                   # [N*H*W, dim]
+        index = torch.cdist(flat, self.codebook.weight).argmin(dim=1)           # nearest code
+        quantised = self.codebook(index).view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        loss = F.mse_loss(quantised, z.detach()) + self.beta * F.mse_loss(z, quantised.detach())
+        straight_through = z + (quantised - z).detach()
+        return straight_through, index.view(z.shape[0], z.shape[2], z.shape[3]), loss
+
+
+def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tensor:
+    """The discriminator that maximises the GAN value for fixed densities (evaluated on the
+    same points): ``D*(x) = p_data(x) / (p_data(x) + p_g(x))``; 1/2 where both are zero."""
+    total = p_data + p_g
+    return torch.where(total > 0, p_data / total.clamp(min=1e-300), torch.full_like(total, 0.5))
+
+
+def gan_value(d: torch.Tensor, p_data: torch.Tensor, p_g: torch.Tensor, dx: float) -> torch.Tensor:
+    """The GAN value ``V(D, G) = E_data[log D] + E_g[log(1 - D)]`` for densities sampled on a
+    grid of spacing ``dx`` (a Riemann sum), with ``D`` given on the same grid."""
+    eps = 1e-12
+    return ((p_data * torch.log(d.clamp(min=eps))).sum()
+            + (p_g * torch.log((1 - d).clamp(min=eps))).sum()) * dx

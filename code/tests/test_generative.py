@@ -1,0 +1,130 @@
+"""dlcv.generative against the definitions and the libraries: PixelCNN's masks are causal
+(checked with autograd's Jacobian), the VAE's KL term equals torch.distributions', the vector
+quantiser picks the nearest code and passes gradients straight through, and the GAN's optimal
+discriminator maximises the value, which equals -log 4 + 2 JSD (scipy's Jensen-Shannon)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+from torch.distributions import Normal, kl_divergence
+
+from dlcv import generative as G
+
+
+def dependence(f, size=6):
+    """Which input pixels each output pixel depends on: ``[size*size, size*size]`` bool."""
+    x = torch.randn(1, 1, size, size)
+    jac = torch.autograd.functional.jacobian(lambda v: f(v.view(1, 1, size, size)).sum(1).flatten(),
+                                             x.flatten())
+    return jac.abs() > 0
+
+
+@pytest.mark.parametrize("mask", ["A", "B"])
+def test_masked_convolution_sees_only_the_past(mask):
+    torch.manual_seed(0)
+    layer = G.MaskedConv2d(1, 4, 5, mask)
+    dep = dependence(layer)
+    n = dep.shape[0]
+    order = torch.arange(n)
+    allowed = order[None, :] < order[:, None] if mask == "A" else order[None, :] <= order[:, None]
+    assert not (dep & ~allowed).any(), "an output depends on a pixel at or after it"
+    # and it does see the pixels just before it (the left neighbour and the one above)
+    assert dep[14, 13] and dep[14, 8]
+    assert dep[14, 14] == (mask == "B")
+
+
+def test_pixelcnn_is_causal_learns_and_samples():
+    torch.manual_seed(0)
+    net = G.PixelCNN(levels=4, channels=8, layers=2)
+    # quantised inputs have no gradient, so check the layers on a real-valued input
+    x = torch.randn(1, 1, 6, 6, requires_grad=True)
+    first = net.first(x)
+    h = first
+    for layer in net.body:
+        h = h + layer(torch.relu(h))
+    logits = net.head(h)
+    for i in range(36):
+        grad, = torch.autograd.grad(logits[0, :, i // 6, i % 6].sum(), x, retain_graph=True)
+        seen = (grad.flatten().abs() > 0).nonzero().flatten()
+        assert (seen < i).all(), f"pixel {i} sees pixels {seen[seen >= i].tolist()}"
+    # learns: stripes of constant rows are easy to predict from the pixels above
+    data = torch.zeros(16, 1, 8, 8, dtype=torch.long)
+    data[:, :, ::2] = 3
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    first_nll = net.nll_bits_per_pixel(data).item()
+    for _ in range(60):
+        loss = net.nll_bits_per_pixel(data)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.2 * first_nll
+    samples = net.sample(2, size=8, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (2, 1, 8, 8) and samples.min() >= 0 and samples.max() <= 3
+    assert (samples == data[:2]).float().mean() > 0.8       # it draws the stripes
+
+
+def test_quantise():
+    levels = G.quantise(torch.tensor([0.0, 0.2, 0.5, 1.0, 1.7]), 4)
+    assert levels.tolist() == [0, 1, 2, 3, 3] and levels.dtype == torch.int64
+    with pytest.raises(ValueError, match="at least 2"):
+        G.quantise(torch.zeros(1), 1)
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    torch.manual_seed(0)
+    mu, log_var = torch.randn(5, 3), torch.randn(5, 3)
+    ours = G.gaussian_kl(mu, log_var)
+    theirs = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.allclose(G.gaussian_kl(torch.zeros(2, 4), torch.zeros(2, 4)), torch.zeros(2))
+
+
+def test_vae_terms_and_reparameterised_gradients():
+    torch.manual_seed(0)
+    vae = G.VAE(latent=2, width=8)
+    x = torch.rand(4, 1, 28, 28)
+    rec, kl = vae(x)
+    assert rec.shape == kl.shape == (4,) and (rec > 0).all() and (kl >= 0).all()
+    rec.sum().backward()          # the reconstruction alone reaches the encoder through z
+    assert vae.encoder[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        vae(torch.rand(4, 28, 28))
+
+
+def test_vector_quantiser_nearest_code_and_straight_through():
+    torch.manual_seed(0)
+    vq = G.VectorQuantizer(codes=5, dim=3)
+    z = torch.randn(2, 3, 4, 4, requires_grad=True)
+    out, index, loss = vq(z)
+    codes = vq.codebook.weight
+    flat = z.detach().permute(0, 2, 3, 1).reshape(-1, 3)
+    brute = ((flat[:, None] - codes[None]) ** 2).sum(-1).argmin(1)
+    assert torch.equal(index.flatten(), brute)
+    assert torch.allclose(out.detach().permute(0, 2, 3, 1).reshape(-1, 3), codes[brute].detach())
+    (out * torch.arange(3.0).view(1, 3, 1, 1)).sum().backward(retain_graph=True)
+    assert torch.allclose(z.grad, torch.arange(3.0).view(1, 3, 1, 1).expand_as(z))  # copied
+    loss.backward()
+    assert vq.codebook.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        vq(torch.randn(2, 4, 4, 4))
+
+
+def test_optimal_discriminator_maximises_the_value_and_gives_the_jsd():
+    x = torch.linspace(-8, 8, 4001, dtype=torch.float64)
+    dx = float(x[1] - x[0])
+    p_data = torch.exp(Normal(torch.tensor(0.0, dtype=torch.float64), 1.0).log_prob(x))
+    p_g = torch.exp(Normal(torch.tensor(1.5, dtype=torch.float64), 0.7).log_prob(x))
+    best = G.optimal_discriminator(p_data, p_g)
+    v_best = G.gan_value(best, p_data, p_g, dx)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):            # any other discriminator does worse
+        other = (best + 0.05 * torch.randn(len(x), generator=gen, dtype=torch.float64)).clamp(1e-6, 1 - 1e-6)
+        assert G.gan_value(other, p_data, p_g, dx) < v_best
+    jsd = jensenshannon((p_data * dx).numpy(), (p_g * dx).numpy()) ** 2   # natural log
+    assert float(v_best) == pytest.approx(-math.log(4) + 2 * jsd, abs=1e-6)
+    same = G.optimal_discriminator(p_data, p_data)
+    assert torch.allclose(same, torch.full_like(same, 0.5))
+    assert float(G.gan_value(same, p_data, p_data, dx)) == pytest.approx(-math.log(4), abs=1e-6)
+    assert np.isfinite(float(v_best))
