@@ -128,3 +128,23 @@ def test_optimal_discriminator_maximises_the_value_and_gives_the_jsd():
     assert torch.allclose(same, torch.full_like(same, 0.5))
     assert float(G.gan_value(same, p_data, p_data, dx)) == pytest.approx(-math.log(4), abs=1e-6)
     assert np.isfinite(float(v_best))
+
+
+def test_dcgan_shapes_and_losses():
+    torch.manual_seed(0)
+    gen, disc = G.Generator(latent=8, width=8), G.Discriminator(width=8)
+    fake = gen(torch.randn(5, 8))
+    assert fake.shape == (5, 1, 28, 28) and fake.min() >= 0 and fake.max() <= 1
+    assert disc(fake).shape == (5,)
+    with pytest.raises(ValueError, match=r"\[N, 8\]"):
+        gen(torch.randn(5, 7))
+    real_logits, fake_logits = torch.randn(6), torch.randn(6)
+    d = torch.sigmoid
+    by_hand = -(torch.log(d(real_logits)) + torch.log(1 - d(fake_logits))).mean()
+    assert torch.allclose(G.discriminator_loss(real_logits, fake_logits), by_hand, atol=1e-6)
+    assert torch.allclose(G.generator_loss(fake_logits), -torch.log(d(fake_logits)).mean(), atol=1e-6)
+    # the non-saturating loss has the larger gradient where the discriminator wins (D(G(z)) ~ 0)
+    losing = torch.tensor([-6.0], requires_grad=True)
+    g_ns, = torch.autograd.grad(G.generator_loss(losing), losing)
+    g_mm, = torch.autograd.grad(torch.log(1 - d(losing)).sum(), losing)
+    assert g_ns.abs() > 100 * g_mm.abs()

@@ -12,6 +12,11 @@ Shapes follow PyTorch: images ``[N, 1, 28, 28]`` with values in ``[0, 1]``.
   reparameterisation trick and returns the ELBO's two terms.
 * ``VectorQuantizer`` is VQ-VAE's bottleneck: the nearest code, with the straight-through
   gradient and the codebook and commitment losses.
+* ``Generator`` and ``Discriminator`` are a DCGAN (Radford et al. 2016) for 28x28 digits:
+  transposed convolutions up from a noise vector, strided convolutions down to one logit, batch
+  norm, no pooling and no fully connected hidden layers; ``discriminator_loss`` and
+  ``generator_loss`` are the minimax game's two losses (the generator's in the non-saturating
+  form the GAN paper recommends).
 * ``optimal_discriminator`` and ``gan_value`` check the GAN paper's result on densities:
   ``D*(x) = p_data / (p_data + p_g)`` and ``V(D*, G) = -log 4 + 2 JSD(p_data || p_g)``.
 """
@@ -24,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "VAE", "VectorQuantizer",
+           "Generator", "Discriminator", "discriminator_loss", "generator_loss",
            "optimal_discriminator", "gan_value"]
 
 
@@ -163,6 +169,57 @@ class VectorQuantizer(nn.Module):
         loss = F.mse_loss(quantised, z.detach()) + self.beta * F.mse_loss(z, quantised.detach())
         straight_through = z + (quantised - z).detach()
         return straight_through, index.view(z.shape[0], z.shape[2], z.shape[3]), loss
+
+
+class Generator(nn.Module):
+    """DCGAN's generator for 28x28 images: noise ``[N, latent]`` -> a 7x7 map -> 14x14 -> 28x28
+    by stride-2 transposed convolutions (kernel 4: divisible by the stride, no checkerboard),
+    batch norm and ReLU, then ``tanh``; returns images ``[N, 1, 28, 28]`` in ``[0, 1]``."""
+
+    def __init__(self, latent: int = 32, width: int = 32):
+        super().__init__()
+        self.latent = latent
+        self.net = nn.Sequential(
+            nn.Linear(latent, 2 * width * 49, bias=False), nn.BatchNorm1d(2 * width * 49), nn.ReLU(),
+            nn.Unflatten(1, (2 * width, 7, 7)),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.latent:
+            raise ValueError(f"noise must be [N, {self.latent}], got {tuple(z.shape)}")
+        return (self.net(z) + 1) / 2
+
+
+class Discriminator(nn.Module):
+    """DCGAN's discriminator: images ``[N, 1, 28, 28]`` in ``[0, 1]`` -> one logit each ``[N]``
+    ("real" when positive), by stride-2 convolutions with leaky ReLUs."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),                       # 14 x 14
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2),                                                      # 7 x 7
+            nn.Flatten(), nn.Linear(2 * width * 49, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)[:, 0]
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """``-(log D(x) + log(1 - D(G(z))))``, averaged: the discriminator's side of the minimax
+    game, as binary cross-entropy with real = 1 and fake = 0."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss ``-log D(G(z))``: it has the same fixed point as
+    minimising ``log(1 - D(G(z)))`` but strong gradients while the discriminator wins, early
+    in training, where ``log(1 - D)`` is flat."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
 def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tensor:

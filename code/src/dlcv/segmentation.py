@@ -252,6 +252,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     gen = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
     epochs, steps = runtime.smoke_limits(epochs, steps)
+    model.to(memory_format=torch.channels_last)  # about 20% faster convolutions on a CPU
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
                                                 pct_start=0.15)
@@ -268,6 +269,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                 x = torch.stack([im[:, t:t + crop, l:l + crop] for im, t, l in zip(x, top, left)])
                 y = torch.stack([lb[t:t + crop, l:l + crop] for lb, t, l in zip(y, top, left)])
             x, y = x.to(device).float() / 255, y.to(device)
+            x = x.contiguous(memory_format=torch.channels_last)
             flip = torch.rand(len(idx), generator=gen) < 0.5
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
             weight = None if class_weights is None else class_weights.to(device)
