@@ -148,3 +148,32 @@ def test_dcgan_shapes_and_losses():
     g_ns, = torch.autograd.grad(G.generator_loss(losing), losing)
     g_mm, = torch.autograd.grad(torch.log(1 - d(losing)).sum(), losing)
     assert g_ns.abs() > 100 * g_mm.abs()
+
+
+def blobs(n=64, seed=0):
+    """Toy 28 x 28 images: a bright square at one of four places."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros(n, 1, 28, 28)
+    corners = torch.randint(0, 4, (n,), generator=g)
+    for k, c in enumerate(corners.tolist()):
+        r, col = 4 + 12 * (c // 2), 4 + 12 * (c % 2)
+        out[k, 0, r:r + 8, col:col + 8] = 1.0
+    return out
+
+
+def test_training_loops_reduce_their_losses():
+    torch.manual_seed(0)
+    x = blobs()
+    vae = G.VAE(latent=2, width=8)
+    log = G.train_vae(vae, x, epochs=8, batch_size=16, lr=3e-3)
+    assert len(log) == 8 and log[-1]["reconstruction"] < 0.6 * log[0]["reconstruction"]
+    pix = G.PixelCNN(levels=2, channels=8, layers=2)
+    nll = G.train_pixelcnn(pix, x, epochs=4, batch_size=16, lr=5e-3)
+    assert len(nll) == 4 and nll[-1] < 0.5 * nll[0]
+    gen, disc = G.Generator(latent=8, width=8), G.Discriminator(width=8)
+    seen = []
+    glog = G.train_gan(gen, disc, x, epochs=3, batch_size=16, on_epoch=seen.append)
+    assert seen == [0, 1, 2] and len(glog) == 3
+    assert all(0 <= e["d_real"] <= 1 and 0 <= e["d_fake"] <= 1 for e in glog)
+    with pytest.raises(ValueError, match="float"):
+        G.train_vae(vae, (x * 255).byte(), epochs=1)

@@ -28,9 +28,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import runtime
+
 __all__ = ["MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "VAE", "VectorQuantizer",
            "Generator", "Discriminator", "discriminator_loss", "generator_loss",
-           "optimal_discriminator", "gan_value"]
+           "optimal_discriminator", "gan_value", "train_vae", "train_pixelcnn", "train_gan"]
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -235,3 +237,129 @@ def gan_value(d: torch.Tensor, p_data: torch.Tensor, p_g: torch.Tensor, dx: floa
     eps = 1e-12
     return ((p_data * torch.log(d.clamp(min=eps))).sum()
             + (p_g * torch.log((1 - d).clamp(min=eps))).sum()) * dx
+
+
+# ----------------------------------------------------------------------------- training loops
+def _batches(n: int, batch_size: int, epochs: int, seed: int):
+    """``(epoch, index tensor)`` for shuffled batches, cut at the smoke scale."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = math.ceil(n / batch_size)
+    epochs, steps = runtime.smoke_limits(epochs, steps)
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in range(steps):
+            yield epoch, order[s * batch_size:(s + 1) * batch_size]
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if images.ndim != 4 or images.shape[1] != 1 or images.dtype.is_floating_point is False:
+        raise ValueError(f"images must be float [N, 1, H, W] in [0, 1], got {images.dtype} "
+                         f"{tuple(images.shape)}")
+
+
+def train_vae(vae: VAE, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
+              lr: float = 2e-3, seed: int = 0) -> list[dict]:
+    """Maximise the ELBO (minimise ``reconstruction + kl``, per example) with Adam. Returns, per
+    epoch, the mean of both terms in nats, so that a chapter can plot how they trade off."""
+    _check_images(images)
+    device = _device(vae)
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    log, sums, count, current = [], {"reconstruction": 0.0, "kl": 0.0}, 0, 0
+    vae.train()
+    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
+        if epoch != current:
+            log.append({k: v / count for k, v in sums.items()})
+            sums, count, current = {"reconstruction": 0.0, "kl": 0.0}, 0, epoch
+        rec, kl = vae(images[idx].to(device))
+        loss = (rec + kl).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sums["reconstruction"] += rec.sum().item()
+        sums["kl"] += kl.sum().item()
+        count += len(idx)
+    log.append({k: v / count for k, v in sums.items()})
+    vae.eval()
+    return log
+
+
+def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_size: int = 64,
+                   lr: float = 2e-3, seed: int = 0) -> list[float]:
+    """Maximum likelihood: minimise the cross-entropy of every pixel's level given the pixels
+    before it. Returns each epoch's mean negative log-likelihood in bits per pixel."""
+    _check_images(images)
+    device = _device(model)
+    levels = quantise(images, model.levels)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    log, total, count, current = [], 0.0, 0, 0
+    model.train()
+    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
+        if epoch != current:
+            log.append(total / count)
+            total, count, current = 0.0, 0, epoch
+        loss = model.nll_bits_per_pixel(levels[idx].to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    log.append(total / count)
+    model.eval()
+    return log
+
+
+def train_gan(generator: Generator, discriminator: Discriminator, images: torch.Tensor, *,
+              epochs: int, batch_size: int = 64, lr: float = 2e-4, seed: int = 0,
+              on_epoch=None) -> list[dict]:
+    """The GAN training loop, as the paper and DCGAN run it: per batch one step of the
+    discriminator (real images against the generator's, ``discriminator_loss``), then one step
+    of the generator (``generator_loss`` on fresh fakes), each with Adam (beta1 = 0.5, DCGAN's
+    choice). Returns per epoch the mean losses and the discriminator's mean output on real and
+    on fake images, the numbers a GAN's training is watched by; ``on_epoch(epoch)`` is called
+    after each epoch (to record samples)."""
+    _check_images(images)
+    device = _device(generator)
+    gen = torch.Generator().manual_seed(seed + 1)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
+    keys = ("d_loss", "g_loss", "d_real", "d_fake")
+    log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
+
+    def close_epoch(epoch):
+        log.append({k: v / count for k, v in sums.items()})
+        if on_epoch is not None:
+            generator.eval()
+            on_epoch(epoch)
+            generator.train()
+
+    generator.train()
+    discriminator.train()
+    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
+        if epoch != current:
+            close_epoch(current)
+            sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
+        real = images[idx].to(device)
+        z = torch.randn(len(idx), generator.latent, generator=gen).to(device)
+        fake = generator(z)
+        real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        g_loss = generator_loss(discriminator(fake))
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        sums["d_loss"] += d_loss.item()
+        sums["g_loss"] += g_loss.item()
+        sums["d_real"] += torch.sigmoid(real_logits).mean().item()
+        sums["d_fake"] += torch.sigmoid(fake_logits).mean().item()
+        count += 1
+    close_epoch(current)
+    generator.eval()
+    discriminator.eval()
+    return log
