@@ -11,33 +11,20 @@ can fail.
 """
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
 
 from test_site import HTML, PAGES, ROOT
+from site_server import serve  # noqa: I001  (tools/, put on the path by test_site)
 
+ALL_PAGES = ["index.html", "search.html", "genindex.html"] + [f"{p}.html" for p in PAGES]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCRIPT = ROOT / "tests" / "browser" / "check_site.mjs"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep pytest's output clean
-        pass
-
-
-def serve(directory: Path):
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def run_checker(directory: Path, pages: list[str]) -> dict[str, dict]:
@@ -60,11 +47,10 @@ def run_checker(directory: Path, pages: list[str]) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def results():
     assert (HTML / "index.html").is_file(), "run `make book` first"
-    pages = ["index.html", "search.html", "genindex.html"] + [f"{p}.html" for p in PAGES]
-    return run_checker(HTML, pages)
+    return run_checker(HTML, ALL_PAGES)
 
 
-@pytest.mark.parametrize("page", ["index.html", "search.html", "genindex.html"] + [f"{p}.html" for p in PAGES])
+@pytest.mark.parametrize("page", ALL_PAGES)
 def test_page_loads_cleanly_offline(results, page):
     r = results[page]
     assert not r["external"], f"{page} requests other hosts: {r['external'][:5]}"
@@ -93,7 +79,7 @@ def test_no_horizontal_scrolling_at_1280(results, page):
         f"{page}: blocks wider than the column at 1280 px: {results[page]['overflow'][:3]}")
 
 
-@pytest.mark.parametrize("page", ["index.html", "search.html", "genindex.html"] + [f"{p}.html" for p in PAGES])
+@pytest.mark.parametrize("page", ALL_PAGES)
 def test_page_passes_axe_wcag_21_aa(results, page):
     """tools/sphinx_site.py mends what the theme's markup fails (its docstring says what)."""
     assert not results[page]["axe"], f"{page}: accessibility violations: {results[page]['axe']}"

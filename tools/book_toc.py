@@ -10,11 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def toc_pages() -> list[str]:
     """``["book/intro", "book/ch01_history", ...]``: the root, then every part's chapters."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        pages += [c["file"] for c in part.get("chapters", [])]
-    return pages
+    return [page for _, pages in toc_parts() for page in pages]
 
 
 def toc_parts() -> list[tuple[str | None, list[str]]]:

@@ -201,7 +201,7 @@ def convert_roles(text: str, page: Page, refs: References) -> str:
             page.cited += [k for k in keys if k not in page.cited]
             return "(" + "; ".join(refs.cite(k) for k in keys) + ")"
         if role == "pdf":
-            return f"[{content}]({SITE_URL}/book.pdf)"
+            return f"[{content}]({SITE_URL}/{repo_links.PDF_NAME})"
         if role in repo_links.LINKS:
             text_, tgt = (target["text"], target["target"]) if target else (content, content)
             address = repo_links.LINKS[role](tgt.strip().lstrip("/"), REPO_URL, NOTEBOOK_BRANCH)

@@ -12,15 +12,12 @@ Run after ``make book``.
 from __future__ import annotations
 
 import datetime
-import functools
 import html
-import http.server
 import json
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import yaml
@@ -29,6 +26,7 @@ from pypdf import PdfReader, PdfWriter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import repo_links  # noqa: E402
 from book_toc import ROOT, toc_parts  # noqa: E402
+from site_server import serve  # noqa: E402
 
 SITE = ROOT / "_build" / "html"
 OUT = ROOT / "_build" / "pdf"
@@ -39,11 +37,6 @@ h1{{font-size:34pt;margin:0 0 .4em}} p{{font-size:13pt;margin:.3em}} .small{{fon
 </style></head><body><h1>{title}</h1><p>{author}</p>
 <p class="small">The PDF edition of <a href="{site}">{site}</a>, built {date} from commit {commit}.</p>
 <p class="small">Text and figures CC BY-SA 4.0; code MIT.</p></body></html>"""
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 def _commit() -> str:
@@ -65,13 +58,12 @@ def _flatten(items, depth: int = 0) -> list[tuple[int, object]]:
     return out
 
 
-def bind(printed: list[tuple[str | None, list[Path]]], cover: Path, target: Path,
+def bind(printed: list[tuple[str | None, list[Path]]], cover: Path, target: Path, config: dict,
          levels: int = 2) -> int:
     """One PDF from the cover and the printed pages, by part, with an outline: parts, each
     page's title (its h1), and ``levels`` levels of its sections below it. The titles are the
     headings' texts as the page shows them (``NNN.json`` beside each ``NNN.pdf``). Returns the
-    page count."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    page count. ``config``: _config.yml, for the title and author."""
     writer = PdfWriter()
     writer.append(PdfReader(cover), import_outline=False)
     for caption, files in printed:
@@ -124,9 +116,7 @@ def main() -> int:
     cover.write_text(COVER.format(title=html.escape(config["title"]),
                                   author=html.escape(config.get("author", "")), site=site_url,
                                   date=datetime.date.today().isoformat(), commit=_commit()))
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(SITE)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve(SITE)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         subprocess.run(["node", str(ROOT / "tools" / "print_pages.mjs"), base, site_url, str(work),
@@ -135,9 +125,10 @@ def main() -> int:
         server.shutdown()
     numbered = iter(sorted(work.glob("[0-9][0-9][0-9].pdf")))
     printed = [(caption, [next(numbered) for _ in ps]) for caption, ps in parts]
-    count = bind(printed, work / "000-cover.pdf", OUT / "book.pdf")
-    shutil.copy(OUT / "book.pdf", SITE / "book.pdf")
-    print(f"pdf: {OUT / 'book.pdf'} ({count} pages), copied to _build/html/book.pdf")
+    book = OUT / repo_links.PDF_NAME
+    count = bind(printed, work / "000-cover.pdf", book, config)
+    shutil.copy(book, SITE / repo_links.PDF_NAME)
+    print(f"pdf: {book} ({count} pages), copied to _build/html/{repo_links.PDF_NAME}")
     return 0
 
 

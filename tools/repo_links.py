@@ -57,6 +57,7 @@ def site_url(config: dict | None = None) -> str:
 
 
 LINKS = {"colab": colab_url, "binder": binder_url}
+PDF_NAME = "book.pdf"  # the PDF edition, at the site's root (tools/pdf.py writes it)
 
 
 if __name__ == "__main__":  # the link-check workflow asks for the site's address

@@ -47,12 +47,17 @@ def _clean_page(app, pagename, templatename, context, doctree):
         context["default_mode"] = "auto"
 
 
+def _repository(config) -> dict:
+    """_config.yml's ``repository``, as Jupyter Book hands it to Sphinx (theme options)."""
+    theme = config.html_theme_options
+    return {"repository": {"url": theme.get("repository_url", ""),
+                           "branch": theme.get("repository_branch")}}
+
+
 def _link_role(kind: str):
     def role(name, rawtext, text, lineno, inliner, options=None, content=None):
         has_title, title, page = split_explicit_title(text)
-        theme = inliner.document.settings.env.config.html_theme_options
-        url, branch = repo_links.repository({"repository": {
-            "url": theme.get("repository_url", ""), "branch": theme.get("repository_branch")}})
+        url, branch = repo_links.repository(_repository(inliner.document.settings.env.config))
         target = repo_links.LINKS[kind](page.strip().lstrip("/"), url, branch)
         return [nodes.reference(rawtext, title if has_title else page, refuri=target)], []
     return role
@@ -61,9 +66,7 @@ def _link_role(kind: str):
 def _derive_baseurl(app, config):
     """The site's canonical address from the repository when _config.yml gives none."""
     if not config.html_baseurl:
-        theme = config.html_theme_options
-        config.html_baseurl = repo_links.site_url({"repository": {
-            "url": theme.get("repository_url", ""), "branch": theme.get("repository_branch")}})
+        config.html_baseurl = repo_links.site_url(_repository(config))
 
 
 # (what the theme writes, what the page gets): plain string replacements, each checked to still
@@ -119,14 +122,11 @@ def _mend_site(app, exception):
                                         encoding="utf-8")
 
 
-PDF_NAME = "book.pdf"  # the PDF edition, at the site's root (tools/pdf.py writes it)
-
-
 def _pdf_role(name, rawtext, text, lineno, inliner, options=None, content=None):
     """``{pdf}`text```: a link to the PDF edition, relative to the page (so that it works on
     the published site and in a local build alike, once `make pdf` has run)."""
     depth = inliner.document.settings.env.docname.count("/")
-    return [nodes.reference(rawtext, text, refuri="../" * depth + PDF_NAME)], []
+    return [nodes.reference(rawtext, text, refuri="../" * depth + repo_links.PDF_NAME)], []
 
 
 def setup(app):
