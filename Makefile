@@ -2,8 +2,9 @@
 #   make book   create .venv if missing, install, fetch the data, execute the chapters into the cache
 #               (in parallel, tools/execute.py), build the site into _build/html
 #   make test   the same installs, the package's tests (the fresh reader's venv is made meanwhile),
-#               a strict book build, then checks of the site (HTML, headless Chromium, and every
-#               generated notebook run in that venv on a fake GPU at the smoke scale)
+#               a strict book build, the PDF, then checks of the site (HTML, headless Chromium, and
+#               every generated notebook run in that venv on a fake GPU at the smoke scale, started
+#               in the background when the book is built)
 #   make pdf    the PDF edition, _build/pdf/book.pdf, printed from the built site (make test does it)
 #   make serve  serve the built site on http://localhost:8000
 #   make clean  remove the build (keeps .venv and the data cache)
@@ -64,11 +65,14 @@ chromium:
 test-site: chromium
 	$(BIN)/python -m pytest tests --durations=8
 
-# The fresh reader's environment (tools/reader_env.py) is made in the background meanwhile;
-# the site checks wait for it.
+# The fresh reader's environment (tools/reader_env.py) is made in the background meanwhile, and
+# once the book is built its notebooks run there in the background (tools/reader_runs.py), on the
+# core that the PDF printer and the browser checks leave idle; the site checks wait for both.
 test: install
 	$(BIN)/python tools/reader_env.py --background
-	$(MAKE) --no-print-directory test-package book pdf test-site
+	$(MAKE) --no-print-directory test-package book
+	$(BIN)/python tools/reader_runs.py --background
+	$(MAKE) --no-print-directory pdf test-site
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000

@@ -3,7 +3,8 @@
 When a run selects a test that needs it, the environment is taken over from ``make test`` (which
 starts making it in the background before the package's tests) or, when missing or stale, made
 in a background thread from the end of collection on, while the HTML, browser and workflow checks
-run; the tests that need it run last, and the environment is deleted when the session ends.
+run; the tests that need it run last, and the environment is deleted when the session ends
+(after the notebooks' background runs, tools/reader_runs.py, if any are still going).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import reader_runs  # noqa: E402
 from reader_env import FreshReader  # noqa: E402
 
 _reader: FreshReader | None = None
@@ -37,7 +39,8 @@ def pytest_collection_finish(session):
 
 def pytest_sessionfinish(session):
     if _reader is not None:
-        _reader.remove()
+        with reader_runs.locked(_reader):   # background runs (tools/reader_runs.py) end first
+            _reader.remove()
 
 
 @pytest.fixture(scope="session")

@@ -8,18 +8,15 @@
   executes there with nbclient under the fake CUDA device of tools/fake_cuda.py, at the smoke
   scale (dlcv.runtime: training cut to a few batches). So each chapter's code runs for a reader
   with only the wheel, and its GPU code path runs, without repeating the book's training; the
-  numbers themselves come from the build. Run after `make book`, as `make test` does.
+  numbers themselves come from the build. Run after `make book`, as `make test` does; it starts
+  these runs in the background once the book is built (tools/reader_runs.py).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -28,8 +25,7 @@ import pytest
 from test_site import PAGES, ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
-import execute  # noqa: E402  (how many notebooks at a time, on how many threads, in which order)
-import fake_cuda  # noqa: E402  (its setup cell; the module itself is not installed here)
+import reader_runs as reader_runs_tool  # noqa: E402
 
 NOTEBOOKS = [ROOT / f"{p}.ipynb" for p in PAGES]
 MYST_LEFTOVERS = re.compile(r"\{(glue|glue:text|glue:figure|numref|eq|ref|doc|footcite|footbibliography)\}"
@@ -58,51 +54,13 @@ def test_notebook_reads_as_plain_jupyter(path):
     assert n_attached == n_figures, f"{path.name}: {n_figures} glued figures, {n_attached} attached"
 
 
-EXECUTE = """
-import sys, tempfile, nbformat
-from nbclient import NotebookClient
-from traitlets.config import Config
-nb = nbformat.read(sys.argv[1], as_version=4)
-nb.cells.insert(0, nbformat.v4.new_code_cell(sys.argv[2]))  # the fake GPU, at the smoke scale
-# Unix sockets, not TCP ports, which kernels started side by side can both be given (tools/execute.py)
-with tempfile.TemporaryDirectory(prefix="dlcv-kernel-") as folder:
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": "."}},
-                   config=Config({"KernelManager": {"transport": "ipc", "ip": folder + "/kernel"}})).execute()
-nbformat.write(nb, sys.argv[1])
-"""
-
-
 @pytest.fixture(scope="module")
 def reader_runs(fresh_reader):
-    """Every generated notebook, copied out of the repository, executed in the fresh reader's
-    environment under the fake CUDA device (tools/fake_cuda.py) at the smoke scale, as many at a
-    time and on as many threads as the build runs chapters (tools/execute.py: by default one per
-    core, one thread each). Returns ``{name: (returncode, stderr, error outputs, seconds)}``."""
-    readers = fresh_reader.tmp / "readers"
-    readers.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "tools" / "fake_cuda.py", readers)  # nothing else of the repository comes along
-    setup = fake_cuda.setup_cell(readers)
-    notebooks = [p for p in NOTEBOOKS if p.is_file()]
-    jobs, threads = execute.workers_and_threads(len(notebooks))
-    env = dict(fresh_reader.env, DLCV_SCALE="smoke", **{v: str(threads) for v in execute.THREAD_VARIABLES})
-
-    def run(path: Path):
-        copy = readers / path.name
-        shutil.copy(path, copy)
-        start = time.time()
-        proc = subprocess.run([fresh_reader.python, "-c", EXECUTE, copy.name, setup], cwd=readers, env=env,
-                              capture_output=True, text=True)
-        errors = []
-        if proc.returncode == 0:
-            nb = json.loads(copy.read_text())
-            errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        return path.stem, (proc.returncode, proc.stderr, errors, time.time() - start)
-
-    # longest first (by the build's execution times), so that the last one to start is short
-    times = json.loads(execute.TIMES.read_text()) if execute.TIMES.is_file() else {}
-    order = sorted(notebooks, key=lambda p: -times.get(p.relative_to(ROOT).with_suffix("").as_posix(), 0))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:   # each run is its own kernel process
-        return dict(pool.map(run, order))
+    """Every generated notebook executed by the fresh reader on the fake GPU at the smoke scale
+    (tools/reader_runs.py): the runs ``make test`` started in the background once the book was
+    built, or, when those ran other notebooks or none ran, runs made here.
+    Returns ``{name: (returncode, stderr, error outputs, seconds)}``."""
+    return reader_runs_tool.results(fresh_reader)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

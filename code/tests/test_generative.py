@@ -177,3 +177,102 @@ def test_training_loops_reduce_their_losses():
     assert all(0 <= e["d_real"] <= 1 and 0 <= e["d_fake"] <= 1 for e in glog)
     with pytest.raises(ValueError, match="float"):
         G.train_vae(vae, (x * 255).byte(), epochs=1)
+
+
+def test_autoencoder_and_vqvae_learn_to_reconstruct():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 28, 28)   # a bar of three rows at one of 26 heights: one number to encode
+    for i, row in enumerate(torch.randint(0, 26, (64,)).tolist()):
+        x[i, 0, row:row + 3] = 1
+    for model, train in ((G.Autoencoder(latent=4, width=8), G.train_autoencoder),
+                         (G.VQVAE(codes=8, dim=4, width=8), G.train_vqvae)):
+        log = train(model, x, epochs=40, batch_size=32, lr=5e-3)
+        assert log[-1]["reconstruction"] < 0.8 * log[0]["reconstruction"], (type(model).__name__, log)
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        G.Autoencoder().encode(torch.rand(2, 28, 28))
+
+
+def test_vqvae_codes_decode_to_what_the_forward_pass_reconstructs():
+    torch.manual_seed(0)
+    model = G.VQVAE(codes=8, dim=4, width=8).eval()
+    x = torch.rand(3, 1, 28, 28)
+    index = model.encode(x)
+    assert index.shape == (3, 7, 7) and index.dtype == torch.long
+    rec, vq = model(x)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(model.decode(index), x, reduction="none")
+    torch.testing.assert_close(rec, expected.sum((1, 2, 3)))
+    assert vq.shape == (3,) and torch.all(vq == vq[0])
+    with pytest.raises(ValueError, match="0..7"):
+        model.decode(torch.full((1, 7, 7), 8))
+
+
+def test_codebook_usage_counts_codes_and_perplexity():
+    used, perplexity = G.codebook_usage(torch.tensor([0, 1, 2, 3]), codes=8)
+    assert used == 0.5 and math.isclose(perplexity, 4.0)
+    used, perplexity = G.codebook_usage(torch.tensor([5, 5, 5]), codes=8)
+    assert used == 1 / 8 and math.isclose(perplexity, 1.0)
+    with pytest.raises(ValueError, match="beyond a codebook of 4"):
+        G.codebook_usage(torch.tensor([0, 7]), codes=4)
+
+
+def test_generator_losses_have_the_textbook_gradients():
+    """-log D (non-saturating) has gradient -(1 - D) per logit, log(1 - D) has -D: at D near 0,
+    early in training, only the first moves the generator."""
+    logits = torch.linspace(-6, 6, 13, requires_grad=True)
+    d = torch.sigmoid(logits).detach()
+    for saturating, expected in ((False, -(1 - d)), (True, -d)):
+        grad, = torch.autograd.grad(G.generator_loss(logits, saturating=saturating) * len(logits), logits)
+        torch.testing.assert_close(grad, expected)
+    # the saturating loss is the minimax game's log(1 - D), averaged
+    torch.testing.assert_close(G.generator_loss(logits, saturating=True), torch.log1p(-d).mean())
+
+
+def test_adain_is_instance_norm_with_each_images_style():
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 5, 5)
+    scale, bias = torch.randn(3, 4), torch.randn(3, 4)
+    expected = torch.nn.functional.instance_norm(x) * scale[:, :, None, None] + bias[:, :, None, None]
+    torch.testing.assert_close(G.adain(x, scale, bias), expected, atol=1e-5, rtol=1e-5)
+    out = G.adain(x, scale, bias)
+    torch.testing.assert_close(out.mean((2, 3)), bias, atol=1e-5, rtol=1e-5)   # the style sets the mean
+    with pytest.raises(ValueError, match="scale, bias"):
+        G.adain(x, scale[:, :2], bias)
+    mapping = G.StyleMapping(latent=8, layers=2, channels=4, n_styles=3)
+    styles = mapping.styles(mapping(torch.randn(2, 8)))
+    assert len(styles) == 3 and all(s.shape == (2, 4) and b.shape == (2, 4) for s, b in styles)
+
+
+def test_frechet_distance_matches_torchmetrics_and_closed_form():
+    tm_fid = pytest.importorskip("torchmetrics.image.fid")
+    torch.manual_seed(0)
+
+    class Features(torch.nn.Module):   # a fixed "feature network": the flattened image itself
+        num_features = 6
+
+        def forward(self, x):
+            return x.flatten(1).double()
+
+    real = torch.randn(400, 1, 2, 3)
+    fake = 0.5 * torch.randn(300, 1, 2, 3) + 0.3
+    metric = tm_fid.FrechetInceptionDistance(feature=Features(), normalize=True)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    ours = G.frechet_distance(real.flatten(1), fake.flatten(1))
+    assert math.isclose(ours, float(metric.compute()), rel_tol=1e-6)
+    # the closed form for two Gaussians with diagonal covariances: |mu|^2 + sum (s_a - s_b)^2
+    a = torch.randn(200_000, 2) * torch.tensor([1.0, 2.0])
+    b = torch.randn(200_000, 2) * torch.tensor([0.5, 1.0]) + torch.tensor([1.0, 0.0])
+    assert math.isclose(G.frechet_distance(a, b), 1.0 + 0.5 ** 2 + 1.0 ** 2, rel_tol=2e-2)
+    assert abs(G.frechet_distance(a, a)) < 1e-8
+    with pytest.raises(ValueError, match="at least two"):
+        G.frechet_distance(a[:1], b)
+
+
+def test_pixelcnn_trains_on_given_levels_and_refuses_bad_ones():
+    torch.manual_seed(0)
+    net = G.PixelCNN(levels=8, channels=8, layers=1)
+    codes = torch.randint(0, 8, (16, 1, 7, 7))
+    log = G.train_pixelcnn(net, codes, epochs=2, batch_size=8)
+    assert len(log) == 2 and all(0 < v < 4 for v in log)
+    with pytest.raises(ValueError, match="0..7"):
+        G.train_pixelcnn(net, codes + 1, epochs=1)

@@ -10,8 +10,11 @@ Shapes follow PyTorch: images ``[N, 1, 28, 28]`` with values in ``[0, 1]``.
 * ``gaussian_kl`` is the KL term of the VAE's ELBO in closed form (tested against
   ``torch.distributions``); ``VAE`` encodes to ``(mu, log_var)``, samples with the
   reparameterisation trick and returns the ELBO's two terms.
+* ``Autoencoder`` is the same encoder and decoder without the prior: a code, but nothing to
+  sample codes from.
 * ``VectorQuantizer`` is VQ-VAE's bottleneck: the nearest code, with the straight-through
-  gradient and the codebook and commitment losses.
+  gradient and the codebook and commitment losses; ``VQVAE`` puts it between an encoder and a
+  decoder, and ``codebook_usage`` measures how many codes are used.
 * ``Generator`` and ``Discriminator`` are a DCGAN (Radford et al. 2016) for 28x28 digits:
   transposed convolutions up from a noise vector, strided convolutions down to one logit, batch
   norm, no pooling and no fully connected hidden layers; ``discriminator_loss`` and
@@ -19,6 +22,9 @@ Shapes follow PyTorch: images ``[N, 1, 28, 28]`` with values in ``[0, 1]``.
   form the GAN paper recommends).
 * ``optimal_discriminator`` and ``gan_value`` check the GAN paper's result on densities:
   ``D*(x) = p_data / (p_data + p_g)`` and ``V(D*, G) = -log 4 + 2 JSD(p_data || p_g)``.
+* ``adain`` and ``StyleMapping`` are StyleGAN's adaptive instance normalisation and mapping
+  network, small enough for a worked example.
+* ``frechet_distance`` is FID's formula on any features (tested against torchmetrics').
 """
 from __future__ import annotations
 
@@ -30,9 +36,10 @@ from torch.nn import functional as F
 
 from . import runtime
 
-__all__ = ["MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "VAE", "VectorQuantizer",
-           "Generator", "Discriminator", "discriminator_loss", "generator_loss",
-           "optimal_discriminator", "gan_value", "train_vae", "train_pixelcnn", "train_gan"]
+__all__ = ["MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "Autoencoder", "VAE", "VectorQuantizer",
+           "VQVAE", "codebook_usage", "Generator", "Discriminator", "discriminator_loss", "generator_loss",
+           "optimal_discriminator", "gan_value", "adain", "StyleMapping", "frechet_distance",
+           "train_autoencoder", "train_vae", "train_vqvae", "train_pixelcnn", "train_gan"]
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -109,6 +116,53 @@ def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + log_var.exp() - log_var - 1).sum(dim=1)
 
 
+def _encoder(width: int, out: int) -> nn.Sequential:
+    """``[N, 1, 28, 28] -> [N, out]``: two stride-2 convolutions and two linear layers."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(),             # 14 x 14
+        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),     # 7 x 7
+        nn.Flatten(), nn.Linear(2 * width * 49, 256), nn.ReLU(), nn.Linear(256, out))
+
+
+def _decoder(latent: int, width: int) -> nn.Sequential:
+    """``[N, latent] -> [N, 1, 28, 28]`` pixel logits: the encoder's mirror image."""
+    return nn.Sequential(
+        nn.Linear(latent, 256), nn.ReLU(), nn.Linear(256, 2 * width * 49), nn.ReLU(),
+        nn.Unflatten(1, (2 * width, 7, 7)),
+        nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),   # 14 x 14
+        nn.ConvTranspose2d(width, 1, 4, 2, 1))                      # 28 x 28 logits
+
+
+def _check_digits(x: torch.Tensor, who: str) -> None:
+    if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+        raise ValueError(f"{who} takes images [N, 1, 28, 28] in [0, 1], got {tuple(x.shape)}")
+
+
+class Autoencoder(nn.Module):
+    """A plain autoencoder: a deterministic code ``z = e(x)`` of ``latent`` numbers and a decoder
+    back to pixel logits, trained to reconstruct (binary cross-entropy per pixel). The same
+    encoder and decoder as ``VAE``, without the prior: nothing says which codes are likely."""
+
+    def __init__(self, latent: int = 2, width: int = 32):
+        super().__init__()
+        self.latent = latent
+        self.encoder = _encoder(width, latent)
+        self.decoder = _decoder(latent, width)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        _check_digits(x, "Autoencoder")
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixel logits ``[N, 1, 28, 28]``."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        """``(reconstruction,)``: the cross-entropy of each image ``[N]``, in nats."""
+        logits = self.decode(self.encode(x))
+        return (F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3)),)
+
+
 class VAE(nn.Module):
     """A variational autoencoder for ``[N, 1, 28, 28]`` digits with a ``latent``-dimensional
     Gaussian code: a convolutional encoder to ``(mu, log_var)``, a decoder from ``z`` to pixel
@@ -117,15 +171,8 @@ class VAE(nn.Module):
     def __init__(self, latent: int = 2, width: int = 32):
         super().__init__()
         self.latent = latent
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(),             # 14 x 14
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),     # 7 x 7
-            nn.Flatten(), nn.Linear(2 * width * 49, 256), nn.ReLU(), nn.Linear(256, 2 * latent))
-        self.decoder = nn.Sequential(
-            nn.Linear(latent, 256), nn.ReLU(), nn.Linear(256, 2 * width * 49), nn.ReLU(),
-            nn.Unflatten(1, (2 * width, 7, 7)),
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),   # 14 x 14
-            nn.ConvTranspose2d(width, 1, 4, 2, 1))                      # 28 x 28 logits
+        self.encoder = _encoder(width, 2 * latent)
+        self.decoder = _decoder(latent, width)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_var = self.encoder(x).chunk(2, dim=1)
@@ -140,8 +187,7 @@ class VAE(nn.Module):
         ``-ELBO = reconstruction + kl``. One sample of ``z = mu + sigma * eps`` (the
         reparameterisation trick: the noise is an input, so gradients reach ``mu`` and
         ``sigma``)."""
-        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
-            raise ValueError(f"VAE takes images [N, 1, 28, 28] in [0, 1], got {tuple(x.shape)}")
+        _check_digits(x, "VAE")
         mu, log_var = self.encode(x)
         z = mu + (0.5 * log_var).exp() * torch.randn_like(mu)
         logits = self.decode(z)
@@ -171,6 +217,60 @@ class VectorQuantizer(nn.Module):
         loss = F.mse_loss(quantised, z.detach()) + self.beta * F.mse_loss(z, quantised.detach())
         straight_through = z + (quantised - z).detach()
         return straight_through, index.view(z.shape[0], z.shape[2], z.shape[3]), loss
+
+
+class VQVAE(nn.Module):
+    """A small VQ-VAE for ``[N, 1, 28, 28]`` digits: a convolutional encoder to a ``7 x 7`` map of
+    ``dim``-vectors, ``VectorQuantizer`` with ``codes`` codebook vectors, and a decoder from the
+    quantised map to pixel logits. Each image becomes 49 code indices ``[N, 7, 7]``, which a
+    PixelCNN over the grid of indices can learn to draw (the prior)."""
+
+    def __init__(self, codes: int = 32, dim: int = 16, width: int = 32, beta: float = 0.25):
+        super().__init__()
+        self.codes = codes
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.ReLU(),                  # 14 x 14
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),          # 7 x 7
+            nn.Conv2d(2 * width, dim, 1))
+        self.quantizer = VectorQuantizer(codes, dim, beta)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(dim, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),   # 14 x 14
+            nn.ConvTranspose2d(width, 1, 4, 2, 1))                      # 28 x 28 logits
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code indices ``int64 [N, 7, 7]`` of images ``[N, 1, 28, 28]``."""
+        _check_digits(x, "VQVAE")
+        return self.quantizer(self.encoder(x))[1]
+
+    def decode(self, index: torch.Tensor) -> torch.Tensor:
+        """Pixel logits ``[N, 1, 28, 28]`` from code indices ``[N, 7, 7]``."""
+        if index.dtype != torch.long or index.ndim != 3:
+            raise ValueError(f"code indices must be int64 [N, H, W], got {index.dtype} {tuple(index.shape)}")
+        if index.min() < 0 or index.max() >= self.codes:
+            raise ValueError(f"code indices must lie in 0..{self.codes - 1}")
+        return self.decoder(self.quantizer.codebook(index).permute(0, 3, 1, 2))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reconstruction [N], vq)``: each image's cross-entropy in nats, and the codebook plus
+        commitment loss (one number for the batch, repeated ``[N]`` so that the mean adds it)."""
+        _check_digits(x, "VQVAE")
+        quantised, _, vq_loss = self.quantizer(self.encoder(x))
+        logits = self.decoder(quantised)
+        reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+        return reconstruction, vq_loss.expand(len(x))
+
+
+def codebook_usage(index: torch.Tensor, codes: int) -> tuple[float, float]:
+    """How much of a codebook ``codes`` long the indices use: ``(fraction of codes used,
+    perplexity)``, the perplexity ``exp(entropy)`` of the codes' frequencies being the number of
+    equally used codes that would give the same entropy (``codes`` at best, 1 at worst)."""
+    counts = torch.bincount(index.flatten().cpu(), minlength=codes).double()
+    if len(counts) > codes:
+        raise ValueError(f"indices go up to {len(counts) - 1}, beyond a codebook of {codes}")
+    p = counts / counts.sum()
+    entropy = -(p[p > 0] * p[p > 0].log()).sum()
+    return float((counts > 0).double().mean()), float(entropy.exp())
 
 
 class Generator(nn.Module):
@@ -217,10 +317,14 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
 
 
-def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """The non-saturating generator loss ``-log D(G(z))``: it has the same fixed point as
-    minimising ``log(1 - D(G(z)))`` but strong gradients while the discriminator wins, early
-    in training, where ``log(1 - D)`` is flat."""
+def generator_loss(fake_logits: torch.Tensor, saturating: bool = False) -> torch.Tensor:
+    """The generator's loss, averaged. By default the non-saturating ``-log D(G(z))``: it has the
+    same fixed point as the minimax game's ``log(1 - D(G(z)))`` (``saturating=True``, which the
+    generator minimises) but strong gradients while the discriminator wins, early in training,
+    where ``log(1 - D)`` is flat. Per logit ``a`` (``D = sigmoid(a)``) the gradients are
+    ``-(1 - D)`` and ``-D``."""
+    if saturating:
+        return -F.softplus(fake_logits).mean()           # log(1 - sigmoid(a)) = -softplus(a)
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
@@ -237,6 +341,66 @@ def gan_value(d: torch.Tensor, p_data: torch.Tensor, p_g: torch.Tensor, dx: floa
     eps = 1e-12
     return ((p_data * torch.log(d.clamp(min=eps))).sum()
             + (p_g * torch.log((1 - d).clamp(min=eps))).sum()) * dx
+
+
+def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Adaptive instance normalisation (StyleGAN's AdaIN): normalise each channel of each image
+    ``x [N, C, H, W]`` to zero mean and unit variance over its pixels, then scale and shift it
+    by that image's style, ``scale`` and ``bias [N, C]``. The style replaces the statistics."""
+    if x.ndim != 4 or scale.shape != x.shape[:2] or bias.shape != x.shape[:2]:
+        raise ValueError(f"adain takes x [N, C, H, W] and scale, bias [N, C]; got {tuple(x.shape)}, "
+                         f"{tuple(scale.shape)}, {tuple(bias.shape)}")
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    return scale[:, :, None, None] * (x - mean) / torch.sqrt(var + eps) + bias[:, :, None, None]
+
+
+class StyleMapping(nn.Module):
+    """StyleGAN's mapping network and the affine maps to styles: noise ``z [N, latent]`` is
+    normalised, passed through ``layers`` fully connected layers with leaky ReLUs to ``w``, and
+    ``styles(w)`` gives each of ``n_styles`` synthesis layers its ``(scale, bias) [N, channels]``
+    (the scale centred on 1)."""
+
+    def __init__(self, latent: int = 8, layers: int = 4, channels: int = 4, n_styles: int = 2):
+        super().__init__()
+        blocks = []
+        for _ in range(layers):
+            blocks += [nn.Linear(latent, latent), nn.LeakyReLU(0.2)]
+        self.mapping = nn.Sequential(*blocks)
+        self.affine = nn.ModuleList([nn.Linear(latent, 2 * channels) for _ in range(n_styles)])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``w [N, latent]``."""
+        z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)   # pixel norm of the noise
+        return self.mapping(z)
+
+    def styles(self, w: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for affine in self.affine:
+            scale, bias = affine(w).chunk(2, dim=1)
+            out.append((1 + scale, bias))
+        return out
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Fréchet distance between Gaussians fitted to two sets of features ``[N, D]`` and
+    ``[M, D]``: ``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, with unbiased
+    covariances. FID is this with Inception-v3's pool features; with another network's features
+    it is another number, on another scale. ``tr (S_a S_b)^(1/2)`` is computed as the sum of the
+    square roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric, so ``eigvalsh``),
+    in float64."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"features must be [N, D] and [M, D], got {tuple(a.shape)} and {tuple(b.shape)}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("each set needs at least two feature vectors for a covariance")
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    evals, evecs = torch.linalg.eigh(cov_a)
+    root_a = evecs @ torch.diag(evals.clamp(min=0).sqrt()) @ evecs.T
+    middle = root_a @ cov_b @ root_a
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * trace_root)
 
 
 # ----------------------------------------------------------------------------- training loops
@@ -261,39 +425,70 @@ def _check_images(images: torch.Tensor) -> None:
                          f"{tuple(images.shape)}")
 
 
+def _train_terms(model: nn.Module, images: torch.Tensor, names: tuple[str, ...], *, epochs: int,
+                 batch_size: int, lr: float, seed: int) -> list[dict]:
+    """Adam on the sum of the per-example terms ``model(x)`` returns (named ``names``), averaged
+    over the batch; returns each epoch's mean of every term."""
+    _check_images(images)
+    device = _device(model)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    log, sums, count, current = [], dict.fromkeys(names, 0.0), 0, 0
+    model.train()
+    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
+        if epoch != current:
+            log.append({k: v / count for k, v in sums.items()})
+            sums, count, current = dict.fromkeys(names, 0.0), 0, epoch
+        terms = model(images[idx].to(device))
+        loss = sum(t.mean() for t in terms)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for name, t in zip(names, terms):
+            sums[name] += t.sum().item()
+        count += len(idx)
+    log.append({k: v / count for k, v in sums.items()})
+    model.eval()
+    return log
+
+
 def train_vae(vae: VAE, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
               lr: float = 2e-3, seed: int = 0) -> list[dict]:
     """Maximise the ELBO (minimise ``reconstruction + kl``, per example) with Adam. Returns, per
     epoch, the mean of both terms in nats, so that a chapter can plot how they trade off."""
-    _check_images(images)
-    device = _device(vae)
-    opt = torch.optim.Adam(vae.parameters(), lr=lr)
-    log, sums, count, current = [], {"reconstruction": 0.0, "kl": 0.0}, 0, 0
-    vae.train()
-    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
-        if epoch != current:
-            log.append({k: v / count for k, v in sums.items()})
-            sums, count, current = {"reconstruction": 0.0, "kl": 0.0}, 0, epoch
-        rec, kl = vae(images[idx].to(device))
-        loss = (rec + kl).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sums["reconstruction"] += rec.sum().item()
-        sums["kl"] += kl.sum().item()
-        count += len(idx)
-    log.append({k: v / count for k, v in sums.items()})
-    vae.eval()
-    return log
+    return _train_terms(vae, images, ("reconstruction", "kl"), epochs=epochs, batch_size=batch_size,
+                        lr=lr, seed=seed)
+
+
+def train_autoencoder(model: Autoencoder, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
+                      lr: float = 2e-3, seed: int = 0) -> list[dict]:
+    """Minimise the reconstruction's cross-entropy; per epoch ``{"reconstruction": nats}``."""
+    return _train_terms(model, images, ("reconstruction",), epochs=epochs, batch_size=batch_size,
+                        lr=lr, seed=seed)
+
+
+def train_vqvae(model: VQVAE, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
+                lr: float = 2e-3, seed: int = 0) -> list[dict]:
+    """Minimise reconstruction plus the codebook and commitment loss; per epoch the mean of
+    ``reconstruction`` (nats per image) and ``vq``."""
+    return _train_terms(model, images, ("reconstruction", "vq"), epochs=epochs, batch_size=batch_size,
+                        lr=lr, seed=seed)
 
 
 def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_size: int = 64,
                    lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Maximum likelihood: minimise the cross-entropy of every pixel's level given the pixels
-    before it. Returns each epoch's mean negative log-likelihood in bits per pixel."""
-    _check_images(images)
+    before it. ``images`` are float ``[N, 1, H, W]`` in ``[0, 1]`` (quantised to the model's
+    levels here) or already levels, int64 ``[N, 1, H, W]`` (a VQ-VAE's code indices, for its
+    prior). Returns each epoch's mean negative log-likelihood in bits per pixel."""
+    if images.dtype == torch.long:
+        if images.ndim != 4 or images.shape[1] != 1 or images.min() < 0 or images.max() >= model.levels:
+            raise ValueError(f"levels must be int64 [N, 1, H, W] in 0..{model.levels - 1}, got "
+                             f"{tuple(images.shape)} from {int(images.min())} to {int(images.max())}")
+        levels = images
+    else:
+        _check_images(images)
+        levels = quantise(images, model.levels)
     device = _device(model)
-    levels = quantise(images, model.levels)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     log, total, count, current = [], 0.0, 0, 0
     model.train()
