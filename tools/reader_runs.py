@@ -3,14 +3,14 @@ that ``tests/test_notebooks.py`` checks.
 
 Every notebook, copied out of the repository, executes with nbclient in the fresh reader's
 environment (tools/reader_env.py) under the fake CUDA device of tools/fake_cuda.py, with
-``DLCV_SCALE=smoke``. That is a kernel importing PyTorch per chapter, a few minutes in all, on
-one core at a time per notebook. ``make test`` therefore starts the runs in the background as
-soon as the book is built (``python tools/reader_runs.py --background``), one notebook at a
-time, so that they use the core that the PDF printer and the browser checks leave idle. They
-write ``runs.json`` into the reader's folder with a hash of what they ran (the notebooks, the
-package, the fake device); the test waits for them (a file lock, taken before the background
-process starts) and takes their results over when the hash still matches, or else runs the
-notebooks itself, as many at a time as the build runs chapters (tools/execute.py).
+``DLCV_SCALE=smoke``. That is a kernel importing PyTorch per chapter, a few minutes in all.
+``make test`` therefore starts the runs in the background as soon as the book is built
+(``python tools/reader_runs.py --background``), one notebook at a time, so that they use the
+core that the PDF printer and the browser checks leave idle. The test shares the rest of the
+work: each notebook has its own lock and result file (in the reader's folder, with a hash of
+the notebook, the package and the fake device), whoever takes a notebook's lock first runs it,
+and the test runs the notebooks nobody has started, as many at a time as the build runs
+chapters (tools/execute.py), then waits for the ones the background process is running.
 
 Results: ``{page name: (returncode, end of stderr, error outputs, seconds)}``.
 Usage: python tools/reader_runs.py [--background]
@@ -55,53 +55,73 @@ def notebooks() -> list[Path]:
     return [p for p in (ROOT / f"{page}.ipynb" for page in toc_pages()) if p.is_file()]
 
 
-def runs_hash(paths: list[Path]) -> str:
-    """What the results depend on: the notebooks, the package in the wheel, the fake device."""
+def run_key(path: Path) -> str:
+    """What a notebook's result depends on: the notebook, the package in the wheel, the fake
+    device."""
     h = hashlib.sha256(package_hash().encode())
-    for p in [*paths, FAKE_CUDA]:
+    for p in (path, FAKE_CUDA):
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 
 
-def _results_file(reader: FreshReader) -> Path:
-    return reader.tmp / "runs.json"
+def _runs_folder(reader: FreshReader) -> Path:
+    return reader.tmp / "runs"
 
 
 def _lock_path(reader: FreshReader) -> str:
     return f"{reader.tmp}-runs.lock"
 
 
-def run_all(reader: FreshReader, paths: list[Path], jobs: int, threads: int) -> dict:
-    """Execute ``paths`` in ``reader``'s environment, ``jobs`` at a time, longest first."""
+def _run_one(reader: FreshReader, path: Path, threads: int, blocking: bool):
+    """Run ``path`` unless someone else is running it (``blocking=False``: skip it then) or its
+    result for the current notebook is saved already; return that result, or None if skipped.
+    One lock per notebook lets the background process and the test share the work."""
+    folder = _runs_folder(reader)
+    folder.mkdir(parents=True, exist_ok=True)
+    result_file = folder / f"{path.stem}.json"
+    with open(folder / f"{path.stem}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return None
+        key = run_key(path)
+        if result_file.is_file():
+            saved = json.loads(result_file.read_text())
+            if saved["key"] == key:
+                return tuple(saved["result"])
+        result = _execute(reader, path, threads)
+        result_file.write_text(json.dumps({"key": key, "result": result}))
+        return result
+
+
+def _execute(reader: FreshReader, path: Path, threads: int) -> tuple:
     readers = reader.tmp / "readers"
     readers.mkdir(exist_ok=True)
     shutil.copy(FAKE_CUDA, readers)  # nothing else of the repository comes along
-    setup = fake_cuda.setup_cell(readers)
     env = dict(reader.env, DLCV_SCALE="smoke", **{v: str(threads) for v in execute.THREAD_VARIABLES})
+    copy = readers / path.name
+    shutil.copy(path, copy)
+    start = time.time()
+    proc = subprocess.run([str(reader.python), "-c", EXECUTE, copy.name, fake_cuda.setup_cell(readers)],
+                          cwd=readers, env=env, capture_output=True, text=True)
+    errors = []
+    if proc.returncode == 0:
+        nb = json.loads(copy.read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return proc.returncode, proc.stderr[-8000:], errors, round(time.time() - start, 1)
 
-    def run(path: Path):
-        copy = readers / path.name
-        shutil.copy(path, copy)
-        start = time.time()
-        proc = subprocess.run([str(reader.python), "-c", EXECUTE, copy.name, setup], cwd=readers, env=env,
-                              capture_output=True, text=True)
-        errors = []
-        if proc.returncode == 0:
-            nb = json.loads(copy.read_text())
-            errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        return path.stem, (proc.returncode, proc.stderr[-8000:], errors, round(time.time() - start, 1))
 
+def _longest_first(paths: list[Path]) -> list[Path]:
     times = json.loads(execute.TIMES.read_text()) if execute.TIMES.is_file() else {}
-    order = sorted(paths, key=lambda p: -times.get(p.relative_to(ROOT).with_suffix("").as_posix(), 0))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each run is its own kernel process
-        return dict(pool.map(run, order))
+    return sorted(paths, key=lambda p: -times.get(p.relative_to(ROOT).with_suffix("").as_posix(), 0))
 
 
 @contextlib.contextmanager
 def locked(reader: FreshReader, fd: int | None = None):
-    """Hold the runs' lock (or, with ``fd``, the one a parent took and handed over): no background
-    runs are going on meanwhile (the site checks hold it to remove the environment)."""
+    """Hold the background process's lock (or, with ``fd``, the one a parent took and handed
+    over): while anyone holds it, no background runs are going on (the site checks take it to
+    remove the environment)."""
     if fd is not None:
         with os.fdopen(fd, "w"):
             yield
@@ -113,31 +133,25 @@ def locked(reader: FreshReader, fd: int | None = None):
 
 
 def background_run(lock_fd: int | None = None) -> None:
-    """The background runs: wait for the environment, run one notebook at a time, save."""
+    """The background runs: wait for the environment, then run the notebooks one at a time,
+    longest first, skipping any that the test is running already."""
     reader = FreshReader()
     with locked(reader, lock_fd):
-        _results_file(reader).unlink(missing_ok=True)
         reader.ensure()
-        paths = notebooks()
-        key = runs_hash(paths)
-        results = run_all(reader, paths, jobs=1, threads=1)
-        _results_file(reader).write_text(json.dumps({"hash": key, "results": results}))
-    print(f"reader_runs: {len(results)} notebooks run, "
-          f"{sum(r[0] != 0 or bool(r[2]) for r in results.values())} failed")
+        ran = [_run_one(reader, p, threads=1, blocking=False) for p in _longest_first(notebooks())]
+    print(f"reader_runs: {sum(r is not None for r in ran)} notebooks run in the background")
 
 
 def results(reader: FreshReader) -> dict:
-    """The runs for the notebooks as they are now: the background's, once it is done, if they
-    ran these notebooks, or else run here on all the cores."""
-    paths = notebooks()
-    with locked(reader):
-        saved = _results_file(reader)
-        if saved.is_file():
-            data = json.loads(saved.read_text())
-            if data.get("hash") == runs_hash(paths):
-                return {name: tuple(r) for name, r in data["results"].items()}
-        jobs, threads = execute.workers_and_threads(len(paths))
-        return run_all(reader, paths, jobs, threads)
+    """Every notebook's result for the notebooks as they are now: the runs not started yet are
+    shared out among as many workers as the build runs chapters (tools/execute.py), beside the
+    background process if one is going; then the results of those it was running are waited
+    for."""
+    paths = _longest_first(notebooks())
+    jobs, threads = execute.workers_and_threads(len(paths))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each run is its own kernel process
+        list(pool.map(lambda p: _run_one(reader, p, threads, blocking=False), paths))
+    return {p.stem: _run_one(reader, p, threads, blocking=True) for p in paths}
 
 
 if __name__ == "__main__":

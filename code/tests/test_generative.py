@@ -276,3 +276,24 @@ def test_pixelcnn_trains_on_given_levels_and_refuses_bad_ones():
     assert len(log) == 2 and all(0 < v < 4 for v in log)
     with pytest.raises(ValueError, match="0..7"):
         G.train_pixelcnn(net, codes + 1, epochs=1)
+
+
+def test_pixelcnn_sampling_reads_only_the_rows_it_needs():
+    """Cropping each pass to the ``reach`` rows above the pixel and ``reach`` columns either side
+    gives the probabilities a pass over the whole image gives (so the samples are the same), and
+    one row or column less would not."""
+    torch.manual_seed(0)
+    net = G.PixelCNN(levels=3, channels=8, layers=2).eval()
+    x = torch.randint(0, 3, (2, 1, 12, 12))
+    full = net(x)
+    i, j = 10, 5
+    top = i - net.reach
+    torch.testing.assert_close(net(x[:, :, top:i + 1])[:, :, -1, j], full[:, :, i, j])
+    assert not torch.allclose(net(x[:, :, top + 1:i + 1])[:, :, -1, j], full[:, :, i, j])
+    for j in (2, 5, 9):   # and columns: reach either side
+        left = max(0, j - net.reach)
+        window = x[:, :, top:i + 1, left:j + net.reach + 1]
+        torch.testing.assert_close(net(window)[:, :, -1, j - left], full[:, :, i, j])
+    j = 9
+    assert not torch.allclose(net(x[:, :, top:i + 1, j - net.reach + 1:])[:, :, -1, net.reach - 1],
+                              full[:, :, i, j])
