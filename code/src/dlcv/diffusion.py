@@ -1,0 +1,281 @@
+"""Denoising diffusion from scratch (Chapter 16), small enough to train on digits on a CPU.
+
+Shapes follow PyTorch: images ``[N, C, H, W]`` scaled to ``[-1, 1]`` (the diffusion papers'
+convention), timesteps int64 ``[N]`` counted from 0 (``t = 0`` is the first noising step, as
+in diffusers; the papers count from 1).
+
+* ``NoiseSchedule`` holds the forward process of Ho et al. (2020): ``beta_t``, ``alpha_t = 1 -
+  beta_t`` and ``alpha_bar_t = prod_{s <= t} alpha_s``. ``q_step`` is one noising step,
+  ``q_sample`` the closed form ``x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps``
+  (checked against iterating ``q_step`` and against diffusers' ``DDPMScheduler``).
+* ``TimeEmbedding`` is the transformer's sinusoidal encoding of ``t``; ``DenoisingUNet`` is a
+  two-level U-Net that predicts the noise, with the time added in every block and, optionally,
+  class labels attended to by cross-attention at the bottom, as latent diffusion conditions its
+  U-Net on text (a learned "null" label stands for no label: classifier-free guidance).
+* ``diffusion_loss`` is the simplified objective ``||eps - eps_theta(x_t, t)||^2``;
+  ``ddpm_sample`` is ancestral sampling (one network pass per step, ``T`` steps),
+  ``ddim_sample`` the deterministic DDIM sampler on a subsequence of steps (Song et al. 2021),
+  both with classifier-free guidance ``eps_u + w (eps_c - eps_u)`` (Ho and Salimans 2022).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import runtime
+
+__all__ = ["NoiseSchedule", "TimeEmbedding", "DenoisingUNet", "diffusion_loss", "guided_noise",
+           "ddpm_step", "ddpm_sample", "ddim_sample", "train_diffusion"]
+
+
+class NoiseSchedule:
+    """The forward (noising) process: ``betas [T]`` (float64), ``alphas``, ``alpha_bars``."""
+
+    def __init__(self, betas: torch.Tensor):
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        if betas.ndim != 1 or len(betas) < 1 or (betas <= 0).any() or (betas >= 1).any():
+            raise ValueError("betas must be a 1-D tensor of values strictly between 0 and 1")
+        self.betas = betas
+        self.alphas = 1 - betas
+        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
+        self.T = len(betas)
+
+    @classmethod
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """DDPM's schedule: ``T`` betas evenly spaced from ``beta_start`` to ``beta_end``."""
+        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
+
+    def _at(self, values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t)
+        if t.dtype != torch.long or (t < 0).any() or (t >= self.T).any():
+            raise ValueError(f"timesteps must be int64 in 0..{self.T - 1}")
+        return values[t.cpu()].to(like.device, like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+    def q_step(self, x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One step of noising: ``x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps``."""
+        beta = self._at(self.betas, t, x_prev)
+        return torch.sqrt(1 - beta) * x_prev + torch.sqrt(beta) * noise
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``x_t`` straight from ``x_0``: ``sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps``."""
+        a = self._at(self.alpha_bars, t, x0)
+        return torch.sqrt(a) * x0 + torch.sqrt(1 - a) * noise
+
+
+class TimeEmbedding(nn.Module):
+    """``t [N] -> [N, dim]``: sines and cosines of ``t`` at geometric frequencies (the
+    transformer's positional encoding), then a small MLP."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"dim must be even, got {dim}")
+        self.dim = dim
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.SiLU(), nn.Linear(2 * dim, dim))
+
+    def sinusoidal(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+        angles = t.float()[:, None] * freqs[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.sinusoidal(t))
+
+
+class _Block(nn.Module):
+    """Two 3x3 convolutions with group norm and SiLU, the time added in between, residual."""
+
+    def __init__(self, c_in: int, c_out: int, time_dim: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(time_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(min(8, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time(emb)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class _CrossAttention(nn.Module):
+    """Each position of a feature map ``[N, C, H, W]`` (queries) attends to a short sequence of
+    context tokens ``[N, L, D]`` (keys and values), residual: how latent diffusion lets text
+    steer the U-Net; here the tokens are embedded class labels."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.attn = nn.MultiheadAttention(channels, heads, kdim=context_dim, vdim=context_dim, batch_first=True)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q = self.norm(x).flatten(2).transpose(1, 2)              # [N, H*W, C]
+        out, _ = self.attn(q, context, context, need_weights=False)
+        return x + out.transpose(1, 2).reshape(n, c, h, w)
+
+
+class DenoisingUNet(nn.Module):
+    """A two-level U-Net predicting the noise in ``x_t [N, C, H, W]`` (H and W divisible by 4):
+    blocks at full, half and quarter resolution, skips from the way down to the way up, the
+    time embedding in every block. With ``classes``, a label ``[N]`` (``classes`` itself means
+    "no label") becomes a context token that the bottom block attends to."""
+
+    def __init__(self, in_channels: int = 1, width: int = 32, classes: int | None = None,
+                 time_dim: int = 64):
+        super().__init__()
+        self.classes = classes
+        self.time = TimeEmbedding(time_dim)
+        c1, c2 = width, 2 * width
+        self.inp = nn.Conv2d(in_channels, c1, 3, padding=1)
+        self.down1 = _Block(c1, c1, time_dim)
+        self.pool1 = nn.Conv2d(c1, c1, 4, 2, 1)
+        self.down2 = _Block(c1, c2, time_dim)
+        self.pool2 = nn.Conv2d(c2, c2, 4, 2, 1)
+        self.mid = _Block(c2, c2, time_dim)
+        if classes is not None:
+            self.label = nn.Embedding(classes + 1, time_dim)        # the last one: no label
+            self.cross = _CrossAttention(c2, time_dim)
+        self.up2 = nn.ConvTranspose2d(c2, c2, 4, 2, 1)
+        self.dec2 = _Block(2 * c2, c2, time_dim)
+        self.up1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
+        self.dec1 = _Block(2 * c1, c1, time_dim)
+        self.out = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, in_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[2] % 4 or x.shape[3] % 4:
+            raise ValueError(f"x must be [N, C, H, W] with H and W divisible by 4, got {tuple(x.shape)}")
+        emb = self.time(t)
+        h0 = self.inp(x)
+        h1 = self.down1(h0, emb)
+        h2 = self.down2(self.pool1(h1), emb)
+        m = self.mid(self.pool2(h2), emb)
+        if self.classes is not None:
+            if labels is None:
+                labels = torch.full((len(x),), self.classes, dtype=torch.long, device=x.device)
+            m = self.cross(m, self.label(labels)[:, None])             # one context token each
+        u2 = self.dec2(torch.cat([self.up2(m), h2], dim=1), emb)
+        u1 = self.dec1(torch.cat([self.up1(u2), h1], dim=1), emb)
+        return self.out(u1)
+
+
+def diffusion_loss(model: DenoisingUNet, schedule: NoiseSchedule, x0: torch.Tensor,
+                   labels: torch.Tensor | None = None, p_uncond: float = 0.1,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDPM's simplified objective: draw ``t`` uniformly and ``eps ~ N(0, I)``, noise ``x_0`` to
+    ``x_t`` in one step of the closed form, and return ``mean ||eps - eps_theta(x_t, t)||^2``.
+    With labels, each is dropped to "no label" with probability ``p_uncond``, so that one
+    network learns both the conditional and the unconditional noise (classifier-free
+    guidance)."""
+    n = len(x0)
+    t = torch.randint(0, schedule.T, (n,), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = schedule.q_sample(x0, t, noise)
+    if labels is not None:
+        drop = torch.rand(n, generator=generator).to(x0.device) < p_uncond
+        labels = torch.where(drop, torch.full_like(labels, model.classes), labels)
+    return F.mse_loss(model(x_t, t, labels), noise)
+
+
+def guided_noise(model: DenoisingUNet, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
+                 guidance: float) -> torch.Tensor:
+    """The predicted noise, with classifier-free guidance when there are labels:
+    ``eps_u + guidance * (eps_c - eps_u)`` (``guidance = 1``: the conditional model; 0: the
+    unconditional one; above 1: further towards the label)."""
+    if labels is None or guidance == 1:
+        return model(x, t, labels)
+    both = model(torch.cat([x, x]), torch.cat([t, t]),
+                 torch.cat([labels, torch.full_like(labels, model.classes)]))
+    conditional, unconditional = both.chunk(2)
+    return unconditional + guidance * (conditional - unconditional)
+
+
+@torch.no_grad()
+def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
+                labels: torch.Tensor | None = None, guidance: float = 1.0,
+                generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of
+    ``x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t) + sigma_t z``
+    with ``sigma_t^2`` the posterior variance ``beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)``
+    (no noise at the last step). One network pass per step."""
+    device = device or next(model.parameters()).device
+    x = torch.randn(shape, generator=generator).to(device)
+    for t in reversed(range(schedule.T)):
+        tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        eps = guided_noise(model, x, tt, labels, guidance)
+        noise = torch.randn(shape, generator=generator).to(device) if t > 0 else None
+        x = ddpm_step(schedule, x, t, eps, noise)
+    return x
+
+
+def ddpm_step(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tensor,
+              noise: torch.Tensor | None) -> torch.Tensor:
+    """One ancestral step from ``x_t`` to ``x_{t-1}`` given the predicted noise ``eps`` and fresh
+    noise ``z`` (None at ``t = 0``): the mean of ``q(x_{t-1} | x_t, x_0)`` with ``x_0`` estimated
+    from ``eps``, plus the posterior's standard deviation times ``z``."""
+    beta, alpha, a_bar = (float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars))
+    mean = (x - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(alpha)
+    if t == 0 or noise is None:
+        return mean
+    var = beta * (1 - float(schedule.alpha_bars[t - 1])) / (1 - a_bar)
+    return mean + math.sqrt(var) * noise
+
+
+@torch.no_grad()
+def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, steps: int, *,
+                labels: torch.Tensor | None = None, guidance: float = 1.0,
+                generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """DDIM's deterministic sampler (eta = 0) on ``steps`` evenly spaced timesteps: predict
+    ``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` and move to the earlier
+    timestep along the same noise, ``x_s = sqrt(alpha_bar_s) x_0 + sqrt(1 - alpha_bar_s) eps``.
+    The same trained network; ``steps`` passes instead of ``T``."""
+    if not 1 <= steps <= schedule.T:
+        raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
+    device = device or next(model.parameters()).device
+    times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
+    x = torch.randn(shape, generator=generator).to(device)
+    for i, t in enumerate(times):
+        tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        eps = guided_noise(model, x, tt, labels, guidance)
+        a_t = float(schedule.alpha_bars[t])
+        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        a_s = float(schedule.alpha_bars[times[i + 1]]) if i + 1 < len(times) else 1.0
+        x = math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * eps
+    return x
+
+
+def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch.Tensor, *,
+                    labels: torch.Tensor | None = None, epochs: int, batch_size: int = 128,
+                    lr: float = 2e-3, p_uncond: float = 0.1, seed: int = 0) -> list[float]:
+    """Adam on ``diffusion_loss`` over ``images [N, C, H, W]`` in ``[-1, 1]`` (with ``labels
+    [N]`` for a conditional model); returns each epoch's mean loss. Cut at the smoke scale."""
+    if images.ndim != 4 or not images.dtype.is_floating_point:
+        raise ValueError(f"images must be float [N, C, H, W] in [-1, 1], got {images.dtype} {tuple(images.shape)}")
+    if labels is not None and model.classes is None:
+        raise ValueError("labels given to a model built without classes")
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = math.ceil(len(images) / batch_size)
+    epochs, steps = runtime.smoke_limits(epochs, steps)
+    log = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=gen)
+        total = 0.0
+        for s in range(steps):
+            idx = order[s * batch_size:(s + 1) * batch_size]
+            y = None if labels is None else labels[idx].to(device)
+            loss = diffusion_loss(model, schedule, images[idx].to(device), y, p_uncond, gen)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        log.append(total / steps)
+    model.eval()
+    return log
