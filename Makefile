@@ -18,7 +18,7 @@ export PYTHONHASHSEED := 0
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install data book pdf test test-package test-site chromium serve clean
+.PHONY: install data book pdf print-pdf test test-package test-site chromium serve clean
 
 $(STAMP): requirements.txt code/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10 or newer is needed, found " + sys.version.split()[0]'
@@ -48,7 +48,10 @@ book: data
 	@echo "The book is in _build/html: open _build/html/index.html, or run 'make serve'."
 
 # The PDF edition from the built site: Chromium prints the pages, pypdf binds them (tools/pdf.py).
-pdf: book chromium
+# print-pdf alone prints the site as it is built (make test, after its own build).
+pdf: book print-pdf
+
+print-pdf: chromium
 	$(BIN)/python tools/pdf.py
 
 test-package: data
@@ -72,7 +75,7 @@ test: install
 	$(BIN)/python tools/reader_env.py --background
 	$(MAKE) --no-print-directory test-package book
 	$(BIN)/python tools/reader_runs.py --background
-	$(MAKE) --no-print-directory pdf test-site
+	$(MAKE) --no-print-directory print-pdf test-site
 
 serve:
 	$(BIN)/python -m http.server --directory _build/html 8000
