@@ -1,0 +1,222 @@
+"""Image-to-image translation from scratch (Chapter 16): pix2pix and CycleGAN, small enough to
+train on 28x28 images on a CPU.
+
+Images are ``[N, C, 28, 28]`` in ``[0, 1]``.
+
+* ``canny_edges`` makes the paired task: the edges of an image (scikit-image's Canny) as the
+  input, the image as the target, as pix2pix's edges-to-shoes.
+* ``TranslationUNet`` is the generator: an encoder-decoder with skips, dropout in the decoder
+  (pix2pix's only source of randomness: it drops the noise vector ``z``), a sigmoid output.
+* ``PatchDiscriminator`` is PatchGAN: strided convolutions down to a ``7 x 7`` grid of logits,
+  each judging whether one patch of its receptive field is real. With ``condition_channels``
+  it sees the input beside the output, ``D(x, y)``, as pix2pix's conditional discriminator.
+* ``pix2pix_losses`` and ``cycle_losses`` compute every term of the two papers' objectives
+  (adversarial terms as binary cross-entropy on logits, the generator's in the non-saturating
+  form; the L1 reconstruction and cycle terms); ``train_pix2pix`` and ``train_cyclegan``
+  alternate the discriminators' and the generators' steps.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import runtime
+
+__all__ = ["canny_edges", "TranslationUNet", "PatchDiscriminator", "pix2pix_losses", "cycle_losses",
+           "train_pix2pix", "train_cyclegan"]
+
+
+def canny_edges(images, sigma: float = 1.0) -> torch.Tensor:
+    """Edge maps ``float [N, 1, H, W]`` of zeros and ones from grey images ``[N, H, W]`` (uint8
+    or float in ``[0, 1]``), by Canny's detector (``skimage.feature.canny``)."""
+    from skimage.feature import canny
+
+    array = np.asarray(images)
+    if array.ndim != 3:
+        raise ValueError(f"images must be [N, H, W] grey images, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    edges = np.stack([canny(a, sigma=sigma) for a in array])
+    return torch.from_numpy(edges).float()[:, None]
+
+
+class TranslationUNet(nn.Module):
+    """``[N, in_channels, 28, 28] -> [N, out_channels, 28, 28]`` in ``[0, 1]``: two stride-2
+    convolutions down (14, 7), transposed convolutions up, the encoder's maps concatenated on
+    the way up (skips), dropout in the decoder."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32, dropout: float = 0.5):
+        super().__init__()
+        w = width
+
+        def down(a, b):
+            return nn.Sequential(nn.Conv2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.LeakyReLU(0.2))
+
+        def up(a, b):
+            return nn.Sequential(nn.ConvTranspose2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.ReLU(),
+                                 nn.Dropout(dropout))
+
+        self.inp = nn.Sequential(nn.Conv2d(in_channels, w, 3, padding=1), nn.LeakyReLU(0.2))   # 28
+        self.down1, self.down2 = down(w, 2 * w), down(2 * w, 4 * w)                           # 14, 7
+        self.mid = nn.Sequential(nn.Conv2d(4 * w, 4 * w, 3, padding=1), nn.ReLU())
+        self.up2, self.up1 = up(8 * w, 2 * w), up(4 * w, w)                                   # 14, 28
+        self.out = nn.Conv2d(2 * w, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[2:] != (28, 28):
+            raise ValueError(f"TranslationUNet takes [N, C, 28, 28], got {tuple(x.shape)}")
+        h0 = self.inp(x)
+        h1 = self.down1(h0)
+        h2 = self.down2(h1)
+        u2 = self.up2(torch.cat([self.mid(h2), h2], 1))
+        u1 = self.up1(torch.cat([u2, h1], 1))
+        return torch.sigmoid(self.out(torch.cat([u1, h0], 1)))
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN for 28x28 images: ``[N, channels, 28, 28]`` (plus ``condition_channels`` of the
+    input, concatenated) ``-> [N, 7, 7]`` logits, one per overlapping patch."""
+
+    def __init__(self, channels: int = 1, condition_channels: int = 0, width: int = 32):
+        super().__init__()
+        self.condition_channels = condition_channels
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(channels + condition_channels, w, 4, 2, 1), nn.LeakyReLU(0.2),        # 14
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2),         # 7
+            nn.Conv2d(2 * w, 1, 3, padding=1))
+
+    def forward(self, y: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        if (condition is None) != (self.condition_channels == 0):
+            raise ValueError("a conditional discriminator needs the input image, an unconditional one takes none")
+        inp = y if condition is None else torch.cat([condition, y], 1)
+        return self.net(inp * 2 - 1)[:, 0]
+
+
+def _real(logits: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def _fake(logits: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+def pix2pix_losses(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y: torch.Tensor,
+                   lam: float = 100.0) -> dict:
+    """The terms of pix2pix's objective on a batch of pairs ``(x, y)``:
+    ``d`` = ``-log D(x, y) - log(1 - D(x, G(x)))`` (fakes detached), ``g_gan`` = ``-log D(x,
+    G(x))`` (non-saturating), ``l1`` = ``mean |y - G(x)|``, ``g`` = ``g_gan + lam * l1``, and
+    the generator's output ``fake``."""
+    fake = G(x)
+    d = _real(D(y, x)) + _fake(D(fake.detach(), x))
+    g_gan = _real(D(fake, x))
+    l1 = (y - fake).abs().mean()
+    return {"d": d, "g_gan": g_gan, "l1": l1, "g": g_gan + lam * l1, "fake": fake}
+
+
+def cycle_losses(G: nn.Module, Fb: nn.Module, D_X: PatchDiscriminator, D_Y: PatchDiscriminator,
+                 x: torch.Tensor, y: torch.Tensor, lam: float = 10.0) -> dict:
+    """The terms of CycleGAN's objective on unpaired batches ``x`` (domain X) and ``y`` (Y), with
+    ``G: X -> Y`` and ``Fb: Y -> X``: the generators' adversarial terms ``gan_G`` (``-log
+    D_Y(G(x))``) and ``gan_F``, the cycle terms ``cyc_x = mean |F(G(x)) - x|`` and ``cyc_y``,
+    the generators' total ``g = gan_G + gan_F + lam (cyc_x + cyc_y)``, and the discriminators'
+    losses ``d_X`` and ``d_Y`` (fakes detached)."""
+    fake_y, fake_x = G(x), Fb(y)
+    out = {
+        "gan_G": _real(D_Y(fake_y)), "gan_F": _real(D_X(fake_x)),
+        "cyc_x": (Fb(fake_y) - x).abs().mean(), "cyc_y": (G(fake_x) - y).abs().mean(),
+        "d_Y": _real(D_Y(y)) + _fake(D_Y(fake_y.detach())),
+        "d_X": _real(D_X(x)) + _fake(D_X(fake_x.detach())),
+        "fake_y": fake_y, "fake_x": fake_x,
+    }
+    out["g"] = out["gan_G"] + out["gan_F"] + lam * (out["cyc_x"] + out["cyc_y"])
+    return out
+
+
+def _steps(n: int, batch_size: int, epochs: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    epochs, steps = runtime.smoke_limits(epochs, math.ceil(n / batch_size))
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in range(steps):
+            yield epoch, order[s * batch_size:(s + 1) * batch_size]
+
+
+def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y: torch.Tensor, *,
+                  epochs: int, lam: float = 100.0, batch_size: int = 64, lr: float = 2e-4,
+                  seed: int = 0) -> list[dict]:
+    """Alternate a discriminator step and a generator step per batch of pairs (Adam, beta1 =
+    0.5, as pix2pix); returns each epoch's mean of ``d``, ``g_gan`` and ``l1``."""
+    if len(x) != len(y):
+        raise ValueError(f"pix2pix needs pairs: {len(x)} inputs and {len(y)} targets")
+    device = next(G.parameters()).device
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    keys = ("d", "g_gan", "l1")
+    log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
+    G.train(), D.train()
+    for epoch, idx in _steps(len(x), batch_size, epochs, seed):
+        if epoch != current:
+            log.append({k: v / count for k, v in sums.items()})
+            sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        fake = G(xb)
+        d = _real(D(yb, xb)) + _fake(D(fake.detach(), xb))
+        opt_d.zero_grad()
+        d.backward()
+        opt_d.step()
+        g_gan = _real(D(fake, xb))                     # against the updated discriminator
+        l1 = (yb - fake).abs().mean()
+        opt_g.zero_grad()
+        (g_gan + lam * l1).backward()
+        opt_g.step()
+        for k, v in zip(keys, (d, g_gan, l1)):
+            sums[k] += v.item()
+        count += 1
+    log.append({k: v / count for k, v in sums.items()})
+    G.eval(), D.eval()
+    return log
+
+
+def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epochs: int,
+                   lam: float = 10.0, batch_size: int = 64, lr: float = 2e-4, seed: int = 0) -> list[dict]:
+    """CycleGAN's loop on unpaired sets ``xs`` and ``ys`` (batches drawn from each
+    independently): a step of both discriminators, then of both generators. Returns each
+    epoch's mean of every loss term."""
+    device = next(G.parameters()).device
+    opt_g = torch.optim.Adam(list(G.parameters()) + list(Fb.parameters()), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(seed + 1)
+    keys = ("gan_G", "gan_F", "cyc_x", "cyc_y", "d_X", "d_Y")
+    log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
+    for m in (G, Fb, D_X, D_Y):
+        m.train()
+    for epoch, idx in _steps(len(xs), batch_size, epochs, seed):
+        if epoch != current:
+            log.append({k: v / count for k, v in sums.items()})
+            sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
+        xb = xs[idx].to(device)
+        yb = ys[torch.randint(0, len(ys), (len(idx),), generator=gen)].to(device)
+        fake_y, fake_x = G(xb), Fb(yb)
+        d_y = _real(D_Y(yb)) + _fake(D_Y(fake_y.detach()))
+        d_x = _real(D_X(xb)) + _fake(D_X(fake_x.detach()))
+        opt_d.zero_grad()
+        (d_x + d_y).backward()
+        opt_d.step()
+        losses = {"gan_G": _real(D_Y(fake_y)), "gan_F": _real(D_X(fake_x)),
+                  "cyc_x": (Fb(fake_y) - xb).abs().mean(), "cyc_y": (G(fake_x) - yb).abs().mean(),
+                  "d_X": d_x, "d_Y": d_y}
+        opt_g.zero_grad()
+        (losses["gan_G"] + losses["gan_F"] + lam * (losses["cyc_x"] + losses["cyc_y"])).backward()
+        opt_g.step()
+        for k in keys:
+            sums[k] += losses[k].item()
+        count += 1
+    log.append({k: v / count for k, v in sums.items()})
+    for m in (G, Fb, D_X, D_Y):
+        m.eval()
+    return log
