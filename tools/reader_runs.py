@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -55,10 +56,14 @@ def notebooks() -> list[Path]:
     return [p for p in (ROOT / f"{page}.ipynb" for page in toc_pages()) if p.is_file()]
 
 
+# The package's sources are hashed once per process, not once for each notebook and lookup.
+_package_key = functools.cache(package_hash)
+
+
 def run_key(path: Path) -> str:
     """What a notebook's result depends on: the notebook, the package in the wheel, the fake
     device."""
-    h = hashlib.sha256(package_hash().encode())
+    h = hashlib.sha256(_package_key().encode())
     for p in (path, FAKE_CUDA):
         h.update(p.name.encode())
         h.update(p.read_bytes())

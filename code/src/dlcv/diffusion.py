@@ -259,23 +259,20 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
     if labels is not None and model.classes is None:
         raise ValueError("labels given to a model built without classes")
     device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)   # the batches' order and the noise, one stream
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = math.ceil(len(images) / batch_size)
-    epochs, steps = runtime.smoke_limits(epochs, steps)
-    log = []
+    totals, counts = [], []
     model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        total = 0.0
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            y = None if labels is None else labels[idx].to(device)
-            loss = diffusion_loss(model, schedule, images[idx].to(device), y, p_uncond, gen)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item()
-        log.append(total / steps)
+    for epoch, idx in runtime.epoch_batches(len(images), batch_size, epochs, gen):
+        if epoch == len(totals):
+            totals.append(0.0)
+            counts.append(0)
+        y = None if labels is None else labels[idx].to(device)
+        loss = diffusion_loss(model, schedule, images[idx].to(device), y, p_uncond, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        totals[epoch] += loss.item()
+        counts[epoch] += 1
     model.eval()
-    return log
+    return [t / c for t, c in zip(totals, counts)]

@@ -422,14 +422,8 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------------------- training loops
 def _batches(n: int, batch_size: int, epochs: int, seed: int):
-    """``(epoch, index tensor)`` for shuffled batches, cut at the smoke scale."""
-    gen = torch.Generator().manual_seed(seed)
-    steps = math.ceil(n / batch_size)
-    epochs, steps = runtime.smoke_limits(epochs, steps)
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for s in range(steps):
-            yield epoch, order[s * batch_size:(s + 1) * batch_size]
+    """``(epoch, index tensor)`` for shuffled batches from their own seeded generator."""
+    return runtime.epoch_batches(n, batch_size, epochs, torch.Generator().manual_seed(seed))
 
 
 def _device(model: nn.Module) -> torch.device:

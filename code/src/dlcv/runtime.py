@@ -18,6 +18,7 @@ execute every generated notebook this way (``DLCV_SCALE=smoke``); it is never ch
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
@@ -26,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "setup", "synchronize", "describe_hardware"]
+__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "smoke_limits", "epoch_batches", "setup", "synchronize", "describe_hardware"]
 
 T = TypeVar("T")
 SCALES = ("smoke", "small", "large")
@@ -103,6 +104,18 @@ def smoke_limits(epochs: int, steps: int) -> tuple[int, int]:
     if is_smoke():
         return min(epochs, SMOKE_EPOCHS), min(steps, SMOKE_BATCHES)
     return epochs, steps
+
+
+def epoch_batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
+    """``(epoch, index tensor)`` for every batch of a hand-written loop over ``n`` examples: a
+    fresh permutation from ``generator`` at the start of each epoch, cut by ``smoke_limits``.
+    The loop may draw from the same generator between batches (noise, crops): the
+    permutations are drawn lazily, so the stream is the one a loop written out would draw."""
+    epochs, steps = smoke_limits(epochs, math.ceil(n / batch_size))
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for s in range(steps):
+            yield epoch, order[s * batch_size:(s + 1) * batch_size]
 
 
 def is_smoke() -> bool:

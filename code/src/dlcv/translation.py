@@ -17,7 +17,6 @@ Images are ``[N, C, 28, 28]`` in ``[0, 1]``.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -112,10 +111,18 @@ def pix2pix_losses(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y
     G(x))`` (non-saturating), ``l1`` = ``mean |y - G(x)|``, ``g`` = ``g_gan + lam * l1``, and
     the generator's output ``fake``."""
     fake = G(x)
-    d = _real(D(y, x)) + _fake(D(fake.detach(), x))
-    g_gan = _real(D(fake, x))
-    l1 = (y - fake).abs().mean()
-    return {"d": d, "g_gan": g_gan, "l1": l1, "g": g_gan + lam * l1, "fake": fake}
+    g_gan, l1 = _pix2pix_g(D, x, y, fake)
+    return {"d": _pix2pix_d(D, x, y, fake), "g_gan": g_gan, "l1": l1, "g": g_gan + lam * l1, "fake": fake}
+
+
+def _pix2pix_d(D, x, y, fake):
+    """The conditional discriminator's loss, the fakes detached."""
+    return _real(D(y, x)) + _fake(D(fake.detach(), x))
+
+
+def _pix2pix_g(D, x, y, fake):
+    """The generator's terms: non-saturating adversarial, and L1 to the target."""
+    return _real(D(fake, x)), (y - fake).abs().mean()
 
 
 def cycle_losses(G: nn.Module, Fb: nn.Module, D_X: PatchDiscriminator, D_Y: PatchDiscriminator,
@@ -126,24 +133,22 @@ def cycle_losses(G: nn.Module, Fb: nn.Module, D_X: PatchDiscriminator, D_Y: Patc
     the generators' total ``g = gan_G + gan_F + lam (cyc_x + cyc_y)``, and the discriminators'
     losses ``d_X`` and ``d_Y`` (fakes detached)."""
     fake_y, fake_x = G(x), Fb(y)
-    out = {
-        "gan_G": _real(D_Y(fake_y)), "gan_F": _real(D_X(fake_x)),
-        "cyc_x": (Fb(fake_y) - x).abs().mean(), "cyc_y": (G(fake_x) - y).abs().mean(),
-        "d_Y": _real(D_Y(y)) + _fake(D_Y(fake_y.detach())),
-        "d_X": _real(D_X(x)) + _fake(D_X(fake_x.detach())),
-        "fake_y": fake_y, "fake_x": fake_x,
-    }
+    out = {**_cycle_g(G, Fb, D_X, D_Y, x, y, fake_x, fake_y), **_cycle_d(D_X, D_Y, x, y, fake_x, fake_y),
+           "fake_y": fake_y, "fake_x": fake_x}
     out["g"] = out["gan_G"] + out["gan_F"] + lam * (out["cyc_x"] + out["cyc_y"])
     return out
 
 
-def _steps(n: int, batch_size: int, epochs: int, seed: int):
-    gen = torch.Generator().manual_seed(seed)
-    epochs, steps = runtime.smoke_limits(epochs, math.ceil(n / batch_size))
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for s in range(steps):
-            yield epoch, order[s * batch_size:(s + 1) * batch_size]
+def _cycle_d(D_X, D_Y, x, y, fake_x, fake_y) -> dict:
+    """Both discriminators' losses, the fakes detached."""
+    return {"d_Y": _real(D_Y(y)) + _fake(D_Y(fake_y.detach())),
+            "d_X": _real(D_X(x)) + _fake(D_X(fake_x.detach()))}
+
+
+def _cycle_g(G, Fb, D_X, D_Y, x, y, fake_x, fake_y) -> dict:
+    """The generators' adversarial (non-saturating) and cycle terms."""
+    return {"gan_G": _real(D_Y(fake_y)), "gan_F": _real(D_X(fake_x)),
+            "cyc_x": (Fb(fake_y) - x).abs().mean(), "cyc_y": (G(fake_x) - y).abs().mean()}
 
 
 def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y: torch.Tensor, *,
@@ -159,18 +164,17 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y:
     keys = ("d", "g_gan", "l1")
     log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
     G.train(), D.train()
-    for epoch, idx in _steps(len(x), batch_size, epochs, seed):
+    for epoch, idx in runtime.epoch_batches(len(x), batch_size, epochs, torch.Generator().manual_seed(seed)):
         if epoch != current:
             log.append({k: v / count for k, v in sums.items()})
             sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
         xb, yb = x[idx].to(device), y[idx].to(device)
         fake = G(xb)
-        d = _real(D(yb, xb)) + _fake(D(fake.detach(), xb))
+        d = _pix2pix_d(D, xb, yb, fake)
         opt_d.zero_grad()
         d.backward()
         opt_d.step()
-        g_gan = _real(D(fake, xb))                     # against the updated discriminator
-        l1 = (yb - fake).abs().mean()
+        g_gan, l1 = _pix2pix_g(D, xb, yb, fake)        # against the updated discriminator
         opt_g.zero_grad()
         (g_gan + lam * l1).backward()
         opt_g.step()
@@ -195,21 +199,18 @@ def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epoch
     log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
     for m in (G, Fb, D_X, D_Y):
         m.train()
-    for epoch, idx in _steps(len(xs), batch_size, epochs, seed):
+    for epoch, idx in runtime.epoch_batches(len(xs), batch_size, epochs, torch.Generator().manual_seed(seed)):
         if epoch != current:
             log.append({k: v / count for k, v in sums.items()})
             sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
         xb = xs[idx].to(device)
         yb = ys[torch.randint(0, len(ys), (len(idx),), generator=gen)].to(device)
         fake_y, fake_x = G(xb), Fb(yb)
-        d_y = _real(D_Y(yb)) + _fake(D_Y(fake_y.detach()))
-        d_x = _real(D_X(xb)) + _fake(D_X(fake_x.detach()))
+        d = _cycle_d(D_X, D_Y, xb, yb, fake_x, fake_y)
         opt_d.zero_grad()
-        (d_x + d_y).backward()
+        (d["d_X"] + d["d_Y"]).backward()
         opt_d.step()
-        losses = {"gan_G": _real(D_Y(fake_y)), "gan_F": _real(D_X(fake_x)),
-                  "cyc_x": (Fb(fake_y) - xb).abs().mean(), "cyc_y": (G(fake_x) - yb).abs().mean(),
-                  "d_X": d_x, "d_Y": d_y}
+        losses = {**_cycle_g(G, Fb, D_X, D_Y, xb, yb, fake_x, fake_y), **d}   # against the updated D
         opt_g.zero_grad()
         (losses["gan_G"] + losses["gan_F"] + lam * (losses["cyc_x"] + losses["cyc_y"])).backward()
         opt_g.step()
