@@ -58,6 +58,41 @@ def test_ancestral_step_matches_diffusers(t):
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("t", [999, 500, 1, 0])
+def test_clipped_ancestral_step_matches_diffusers(t):
+    """With x_0 clamped to [-1, 1] (diffusers' clip_sample): a noise guess far off, so that the
+    clamp bites, and the same step as DDPMScheduler's."""
+    diffusers = pytest.importorskip("diffusers")
+    ref = diffusers.DDPMScheduler(num_train_timesteps=1000, clip_sample=True)
+    ref.set_timesteps(1000)
+    sched = D.NoiseSchedule.linear(1000)
+    torch.manual_seed(2)
+    x, eps = torch.randn(2, 1, 8, 8), 3 * torch.randn(2, 1, 8, 8)
+    assert D.predicted_x0(sched, x, t, eps, clip=False).abs().max() > 1
+    theirs = ref.step(eps, t, x, generator=torch.Generator().manual_seed(7)).prev_sample
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    ours = D.ddpm_step(sched, x, t, eps, noise if t > 0 else None, clip=True)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    unclipped = D.ddpm_step(sched, x, t, eps, noise if t > 0 else None, clip=False)
+    assert not torch.allclose(ours, unclipped)
+
+
+def test_latent_autoencoder_shapes_scale_and_training():
+    torch.manual_seed(0)
+    images = -torch.ones(128, 1, 32, 32)
+    images[:64, :, 8:24, 8:24] = 1                                   # squares and blanks
+    ae = D.LatentAutoencoder(latent_channels=4, width=8)
+    log = D.train_latent_autoencoder(ae, images, epochs=15, batch_size=32, lr=3e-3)
+    assert log[-1] < 0.3 * log[0], log
+    with torch.no_grad():
+        z = ae.encode(images)
+        assert z.shape == (128, 4, 8, 8)
+        assert abs(z.std().item() - 1) < 1e-4                         # scaled to unit variance
+        torch.testing.assert_close(ae.decode(z), ae.decoder(ae.encoder(images)))
+    with pytest.raises(ValueError, match="pad 28x28 digits by 2"):
+        ae.encode(torch.zeros(1, 1, 28, 28))
+
+
 class Oracle(torch.nn.Module):
     """A perfect noise predictor for one known x_0: eps = (x_t - sqrt(a) x_0) / sqrt(1 - a)."""
 

@@ -15,7 +15,11 @@ in diffusers; the papers count from 1).
 * ``diffusion_loss`` is the simplified objective ``||eps - eps_theta(x_t, t)||^2``;
   ``ddpm_sample`` is ancestral sampling (one network pass per step, ``T`` steps),
   ``ddim_sample`` the deterministic DDIM sampler on a subsequence of steps (Song et al. 2021),
-  both with classifier-free guidance ``eps_u + w (eps_c - eps_u)`` (Ho and Salimans 2022).
+  both with classifier-free guidance ``eps_u + w (eps_c - eps_u)`` (Ho and Salimans 2022), and
+  by default with the estimate of ``x_0`` clamped to the images' range, as diffusers does.
+* ``LatentAutoencoder`` is latent diffusion's first stage (Rombach et al. 2022) for digits:
+  ``32 x 32`` images to ``4 x 8 x 8`` codes scaled to unit variance, where the same U-Net and
+  samplers run twelve times fewer positions.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from torch.nn import functional as F
 from . import runtime
 
 __all__ = ["NoiseSchedule", "TimeEmbedding", "DenoisingUNet", "diffusion_loss", "guided_noise",
-           "ddpm_step", "ddpm_sample", "ddim_sample", "train_diffusion"]
+           "ddpm_step", "ddpm_sample", "ddim_sample", "predicted_x0", "train_diffusion",
+           "LatentAutoencoder", "train_latent_autoencoder"]
 
 
 class NoiseSchedule:
@@ -197,43 +202,60 @@ def guided_noise(model: DenoisingUNet, x: torch.Tensor, t: torch.Tensor, labels:
 
 @torch.no_grad()
 def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
-                labels: torch.Tensor | None = None, guidance: float = 1.0,
+                labels: torch.Tensor | None = None, guidance: float = 1.0, clip: bool = True,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of
-    ``x_{t-1} = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t) + sigma_t z``
-    with ``sigma_t^2`` the posterior variance ``beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)``
-    (no noise at the last step). One network pass per step."""
+    """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of ``ddpm_step`` (no noise at
+    the last step). One network pass per step."""
     device = device or next(model.parameters()).device
     x = torch.randn(shape, generator=generator).to(device)
     for t in reversed(range(schedule.T)):
         tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
         eps = guided_noise(model, x, tt, labels, guidance)
         noise = torch.randn(shape, generator=generator).to(device) if t > 0 else None
-        x = ddpm_step(schedule, x, t, eps, noise)
+        x = ddpm_step(schedule, x, t, eps, noise, clip=clip)
     return x
 
 
+def predicted_x0(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tensor, clip: bool) -> torch.Tensor:
+    """The clean image that ``x_t`` and the predicted noise imply, ``(x_t - sqrt(1 - alpha_bar_t)
+    eps) / sqrt(alpha_bar_t)``, clamped to ``[-1, 1]`` with ``clip`` (diffusers' ``clip_sample``:
+    an undertrained network's estimates at large ``t`` can lie far outside the images' range)."""
+    a_bar = float(schedule.alpha_bars[t])
+    x0 = (x - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)
+    return x0.clamp(-1, 1) if clip else x0
+
+
 def ddpm_step(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tensor,
-              noise: torch.Tensor | None) -> torch.Tensor:
+              noise: torch.Tensor | None, clip: bool = False) -> torch.Tensor:
     """One ancestral step from ``x_t`` to ``x_{t-1}`` given the predicted noise ``eps`` and fresh
-    noise ``z`` (None at ``t = 0``): the mean of ``q(x_{t-1} | x_t, x_0)`` with ``x_0`` estimated
-    from ``eps``, plus the posterior's standard deviation times ``z``."""
+    noise ``z`` (None at ``t = 0``): the mean of the posterior ``q(x_{t-1} | x_t, x_0)`` with
+    ``x_0`` estimated from ``eps``, plus its standard deviation ``sqrt(beta_t (1 -
+    alpha_bar_{t-1}) / (1 - alpha_bar_t))`` times ``z``. Without ``clip`` the mean is
+    ``(x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t)``; with it, the same posterior
+    mean written through the clamped ``x_0`` (as diffusers' ``DDPMScheduler`` does)."""
     beta, alpha, a_bar = (float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars))
-    mean = (x - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(alpha)
+    a_prev = float(schedule.alpha_bars[t - 1]) if t > 0 else 1.0
+    if clip:
+        x0 = predicted_x0(schedule, x, t, eps, clip=True)
+        mean = (math.sqrt(a_prev) * beta * x0 + math.sqrt(alpha) * (1 - a_prev) * x) / (1 - a_bar)
+    else:
+        mean = (x - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(alpha)
     if t == 0 or noise is None:
         return mean
-    var = beta * (1 - float(schedule.alpha_bars[t - 1])) / (1 - a_bar)
+    var = beta * (1 - a_prev) / (1 - a_bar)
     return mean + math.sqrt(var) * noise
 
 
 @torch.no_grad()
 def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, steps: int, *,
-                labels: torch.Tensor | None = None, guidance: float = 1.0,
+                labels: torch.Tensor | None = None, guidance: float = 1.0, clip: bool = True,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """DDIM's deterministic sampler (eta = 0) on ``steps`` evenly spaced timesteps: predict
     ``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` and move to the earlier
     timestep along the same noise, ``x_s = sqrt(alpha_bar_s) x_0 + sqrt(1 - alpha_bar_s) eps``.
-    The same trained network; ``steps`` passes instead of ``T``."""
+    The same trained network; ``steps`` passes instead of ``T``. With ``clip`` the estimate of
+    ``x_0`` is clamped to ``[-1, 1]`` and the noise recomputed from it (pass ``clip=False`` for
+    latents, which have no fixed range)."""
     if not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
     device = device or next(model.parameters()).device
@@ -243,7 +265,9 @@ def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, ste
         tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
         eps = guided_noise(model, x, tt, labels, guidance)
         a_t = float(schedule.alpha_bars[t])
-        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        x0 = predicted_x0(schedule, x, t, eps, clip)
+        if clip:
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
         a_s = float(schedule.alpha_bars[times[i + 1]]) if i + 1 < len(times) else 1.0
         x = math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * eps
     return x
@@ -275,4 +299,60 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
         totals[epoch] += loss.item()
         counts[epoch] += 1
     model.eval()
+    return [t / c for t, c in zip(totals, counts)]
+
+
+class LatentAutoencoder(nn.Module):
+    """Latent diffusion's first stage for digits: ``[N, 1, 32, 32]`` in ``[-1, 1]`` (28x28
+    digits padded by 2) ``-> [N, latent_channels, 8, 8]`` codes and back. Two stride-2
+    convolutions down, two transposed up; ``scale`` divides the codes so that they have unit
+    standard deviation, as Stable Diffusion scales its latents (set by ``fit_scale``)."""
+
+    def __init__(self, latent_channels: int = 4, width: int = 16):
+        super().__init__()
+        w = width
+        self.encoder = nn.Sequential(nn.Conv2d(1, w, 4, 2, 1), nn.SiLU(), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.SiLU(),
+                                     nn.Conv2d(2 * w, latent_channels, 3, padding=1))
+        self.decoder = nn.Sequential(nn.Conv2d(latent_channels, 2 * w, 3, padding=1), nn.SiLU(),
+                                     nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.SiLU(),
+                                     nn.ConvTranspose2d(w, 1, 4, 2, 1), nn.Tanh())
+        self.register_buffer("scale", torch.tensor(1.0))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1:] != (1, 32, 32):
+            raise ValueError(f"LatentAutoencoder takes [N, 1, 32, 32] (pad 28x28 digits by 2), got {tuple(x.shape)}")
+        return self.encoder(x) / self.scale
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z * self.scale)
+
+    @torch.no_grad()
+    def fit_scale(self, x: torch.Tensor) -> float:
+        """Set ``scale`` to the standard deviation of the unscaled codes of ``x``; returns it."""
+        self.scale.fill_(1.0)
+        self.scale.fill_(torch.cat([self.encoder(b) for b in x.split(1000)]).std().item())
+        return float(self.scale)
+
+
+def train_latent_autoencoder(model: LatentAutoencoder, images: torch.Tensor, *, epochs: int,
+                             batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> list[float]:
+    """Adam on the mean squared reconstruction error of ``images [N, 1, 32, 32]`` in ``[-1, 1]``;
+    returns each epoch's mean, and sets the codes' ``scale`` at the end."""
+    device = next(model.parameters()).device
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    totals, counts = [], []
+    model.train()
+    for epoch, idx in runtime.epoch_batches(len(images), batch_size, epochs, torch.Generator().manual_seed(seed)):
+        if epoch == len(totals):
+            totals.append(0.0)
+            counts.append(0)
+        x = images[idx].to(device)
+        loss = F.mse_loss(model.decoder(model.encoder(x)), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        totals[epoch] += loss.item()
+        counts[epoch] += 1
+    model.eval()
+    model.fit_scale(images.to(device))
     return [t / c for t, c in zip(totals, counts)]
