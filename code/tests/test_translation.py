@@ -64,6 +64,9 @@ def test_cycle_terms_are_the_objective():
     torch.testing.assert_close(out["cyc_y"], (G(Fb(y)) - y).abs().mean())
     torch.testing.assert_close(out["gan_G"], -torch.sigmoid(D_Y(G(x))).log().mean(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out["g"], out["gan_G"] + out["gan_F"] + 10 * (out["cyc_x"] + out["cyc_y"]))
+    torch.testing.assert_close(out["idt"], (G(y) - y).abs().mean() + (Fb(x) - x).abs().mean())
+    with_identity = T.cycle_losses(G, Fb, D_X, D_Y, x, y, lam=10.0, identity=5.0)
+    torch.testing.assert_close(with_identity["g"], out["g"] + 5 * out["idt"])
 
 
 def test_training_loops_lower_reconstruction():
@@ -79,5 +82,7 @@ def test_training_loops_lower_reconstruction():
     DX, DY = T.PatchDiscriminator(width=4), T.PatchDiscriminator(width=4)
     log = T.train_cyclegan(G2, F2, DX, DY, x, y, epochs=8, batch_size=16, lr=2e-3)
     assert log[-1]["cyc_x"] < log[0]["cyc_x"] and all(math.isfinite(v) for v in log[-1].values())
+    log = T.train_cyclegan(G2, F2, DX, DY, x, y, epochs=2, batch_size=16, lr=2e-3, identity=5.0)
+    assert "idt" in log[-1] and math.isfinite(log[-1]["idt"])
     with pytest.raises(ValueError, match="pairs"):
         T.train_pix2pix(G, D, x, y[:5], epochs=1)

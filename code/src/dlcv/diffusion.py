@@ -91,14 +91,22 @@ class TimeEmbedding(nn.Module):
         return self.mlp(self.sinusoidal(t))
 
 
+def _norm(channels: int) -> nn.GroupNorm:
+    """Group norm with at least four channels a group (at most eight groups). With one channel
+    a group it would be instance norm, which erases each map's mean, and with it how bright the
+    image is: a narrow U-Net then cannot tell the background's level, and its samples come out
+    on grey or black backgrounds."""
+    return nn.GroupNorm(max(1, min(8, channels // 4)), channels)
+
+
 class _Block(nn.Module):
     """Two 3x3 convolutions with group norm and SiLU, the time added in between, residual."""
 
     def __init__(self, c_in: int, c_out: int, time_dim: int):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.time = nn.Linear(time_dim, c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(min(8, c_out), c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2, self.conv2 = _norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -115,7 +123,7 @@ class _CrossAttention(nn.Module):
 
     def __init__(self, channels: int, context_dim: int, heads: int = 4):
         super().__init__()
-        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.norm = _norm(channels)
         self.attn = nn.MultiheadAttention(channels, heads, kdim=context_dim, vdim=context_dim, batch_first=True)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -150,7 +158,7 @@ class DenoisingUNet(nn.Module):
         self.dec2 = _Block(2 * c2, c2, time_dim)
         self.up1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
         self.dec1 = _Block(2 * c1, c1, time_dim)
-        self.out = nn.Sequential(nn.GroupNorm(8, c1), nn.SiLU(), nn.Conv2d(c1, in_channels, 3, padding=1))
+        self.out = nn.Sequential(_norm(c1), nn.SiLU(), nn.Conv2d(c1, in_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[2] % 4 or x.shape[3] % 4:

@@ -126,17 +126,29 @@ def _pix2pix_g(D, x, y, fake):
 
 
 def cycle_losses(G: nn.Module, Fb: nn.Module, D_X: PatchDiscriminator, D_Y: PatchDiscriminator,
-                 x: torch.Tensor, y: torch.Tensor, lam: float = 10.0) -> dict:
+                 x: torch.Tensor, y: torch.Tensor, lam: float = 10.0, identity: float = 0.0) -> dict:
     """The terms of CycleGAN's objective on unpaired batches ``x`` (domain X) and ``y`` (Y), with
     ``G: X -> Y`` and ``Fb: Y -> X``: the generators' adversarial terms ``gan_G`` (``-log
     D_Y(G(x))``) and ``gan_F``, the cycle terms ``cyc_x = mean |F(G(x)) - x|`` and ``cyc_y``,
-    the generators' total ``g = gan_G + gan_F + lam (cyc_x + cyc_y)``, and the discriminators'
+    the identity term ``idt = mean |G(y) - y| + mean |F(x) - x|`` (CycleGAN's optional loss
+    that asks each generator to leave an image of its own output domain alone), the generators'
+    total ``g = gan_G + gan_F + lam (cyc_x + cyc_y) + identity * idt``, and the discriminators'
     losses ``d_X`` and ``d_Y`` (fakes detached)."""
     fake_y, fake_x = G(x), Fb(y)
     out = {**_cycle_g(G, Fb, D_X, D_Y, x, y, fake_x, fake_y), **_cycle_d(D_X, D_Y, x, y, fake_x, fake_y),
-           "fake_y": fake_y, "fake_x": fake_x}
-    out["g"] = out["gan_G"] + out["gan_F"] + lam * (out["cyc_x"] + out["cyc_y"])
+           "idt": _identity(G, Fb, x, y), "fake_y": fake_y, "fake_x": fake_x}
+    out["g"] = _generators_total(out, lam, identity)
     return out
+
+
+def _identity(G, Fb, x, y) -> torch.Tensor:
+    """How far each generator moves an image that is already in its output domain."""
+    return (G(y) - y).abs().mean() + (Fb(x) - x).abs().mean()
+
+
+def _generators_total(terms: dict, lam: float, identity: float) -> torch.Tensor:
+    total = terms["gan_G"] + terms["gan_F"] + lam * (terms["cyc_x"] + terms["cyc_y"])
+    return total + identity * terms["idt"] if identity else total
 
 
 def _cycle_d(D_X, D_Y, x, y, fake_x, fake_y) -> dict:
@@ -187,15 +199,17 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y:
 
 
 def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epochs: int,
-                   lam: float = 10.0, batch_size: int = 64, lr: float = 2e-4, seed: int = 0) -> list[dict]:
+                   lam: float = 10.0, identity: float = 0.0, batch_size: int = 64, lr: float = 2e-4,
+                   seed: int = 0) -> list[dict]:
     """CycleGAN's loop on unpaired sets ``xs`` and ``ys`` (batches drawn from each
     independently): a step of both discriminators, then of both generators. Returns each
-    epoch's mean of every loss term."""
+    epoch's mean of every loss term (``idt`` only with ``identity``, the identity term's weight;
+    the paper uses ``0.5 lam`` where colours must be kept, 0 elsewhere)."""
     device = next(G.parameters()).device
     opt_g = torch.optim.Adam(list(G.parameters()) + list(Fb.parameters()), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(seed + 1)
-    keys = ("gan_G", "gan_F", "cyc_x", "cyc_y", "d_X", "d_Y")
+    keys = ("gan_G", "gan_F", "cyc_x", "cyc_y", "d_X", "d_Y") + (("idt",) if identity else ())
     log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
     for m in (G, Fb, D_X, D_Y):
         m.train()
@@ -211,8 +225,10 @@ def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epoch
         (d["d_X"] + d["d_Y"]).backward()
         opt_d.step()
         losses = {**_cycle_g(G, Fb, D_X, D_Y, xb, yb, fake_x, fake_y), **d}   # against the updated D
+        if identity:
+            losses["idt"] = _identity(G, Fb, xb, yb)
         opt_g.zero_grad()
-        (losses["gan_G"] + losses["gan_F"] + lam * (losses["cyc_x"] + losses["cyc_y"])).backward()
+        _generators_total(losses, lam, identity).backward()
         opt_g.step()
         for k in keys:
             sums[k] += losses[k].item()
