@@ -68,13 +68,15 @@ def test_clipped_ancestral_step_matches_diffusers(t):
     sched = D.NoiseSchedule.linear(1000)
     torch.manual_seed(2)
     x, eps = torch.randn(2, 1, 8, 8), 3 * torch.randn(2, 1, 8, 8)
-    assert D.predicted_x0(sched, x, t, eps, clip=False).abs().max() > 1
+    assert D.predicted_x0(sched, x, t, eps, clip=None).abs().max() > 1
     theirs = ref.step(eps, t, x, generator=torch.Generator().manual_seed(7)).prev_sample
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
-    ours = D.ddpm_step(sched, x, t, eps, noise if t > 0 else None, clip=True)
+    ours = D.ddpm_step(sched, x, t, eps, noise if t > 0 else None, clip=1.0)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
-    unclipped = D.ddpm_step(sched, x, t, eps, noise if t > 0 else None, clip=False)
+    unclipped = D.ddpm_step(sched, x, t, eps, noise if t > 0 else None)
     assert not torch.allclose(ours, unclipped)
+    with pytest.raises(ValueError, match="clip must be positive"):
+        D.predicted_x0(sched, x, t, eps, clip=0.0)
 
 
 def test_latent_autoencoder_shapes_scale_and_training():

@@ -210,7 +210,7 @@ def guided_noise(model: DenoisingUNet, x: torch.Tensor, t: torch.Tensor, labels:
 
 @torch.no_grad()
 def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
-                labels: torch.Tensor | None = None, guidance: float = 1.0, clip: bool = True,
+                labels: torch.Tensor | None = None, guidance: float = 1.0, clip: float | None = 1.0,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of ``ddpm_step`` (no noise at
     the last step). One network pass per step."""
@@ -224,27 +224,32 @@ def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
     return x
 
 
-def predicted_x0(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tensor, clip: bool) -> torch.Tensor:
+def predicted_x0(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tensor,
+                 clip: float | None) -> torch.Tensor:
     """The clean image that ``x_t`` and the predicted noise imply, ``(x_t - sqrt(1 - alpha_bar_t)
-    eps) / sqrt(alpha_bar_t)``, clamped to ``[-1, 1]`` with ``clip`` (diffusers' ``clip_sample``:
-    an undertrained network's estimates at large ``t`` can lie far outside the images' range)."""
+    eps) / sqrt(alpha_bar_t)``, clamped to ``[-clip, clip]`` unless ``clip`` is None (diffusers'
+    ``clip_sample`` with ``clip_sample_range``: an undertrained network's estimates at large
+    ``t`` can lie far outside the range of the data, and the errors compound)."""
     a_bar = float(schedule.alpha_bars[t])
     x0 = (x - math.sqrt(1 - a_bar) * eps) / math.sqrt(a_bar)
-    return x0.clamp(-1, 1) if clip else x0
+    if clip is not None and clip <= 0:
+        raise ValueError(f"clip must be positive or None, got {clip}")
+    return x0 if clip is None else x0.clamp(-clip, clip)
 
 
 def ddpm_step(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tensor,
-              noise: torch.Tensor | None, clip: bool = False) -> torch.Tensor:
+              noise: torch.Tensor | None, clip: float | None = None) -> torch.Tensor:
     """One ancestral step from ``x_t`` to ``x_{t-1}`` given the predicted noise ``eps`` and fresh
     noise ``z`` (None at ``t = 0``): the mean of the posterior ``q(x_{t-1} | x_t, x_0)`` with
     ``x_0`` estimated from ``eps``, plus its standard deviation ``sqrt(beta_t (1 -
     alpha_bar_{t-1}) / (1 - alpha_bar_t))`` times ``z``. Without ``clip`` the mean is
     ``(x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t)``; with it, the same posterior
-    mean written through the clamped ``x_0`` (as diffusers' ``DDPMScheduler`` does)."""
+    mean written through ``x_0`` clamped to ``[-clip, clip]`` (as diffusers' ``DDPMScheduler``
+    does)."""
     beta, alpha, a_bar = (float(v[t]) for v in (schedule.betas, schedule.alphas, schedule.alpha_bars))
     a_prev = float(schedule.alpha_bars[t - 1]) if t > 0 else 1.0
-    if clip:
-        x0 = predicted_x0(schedule, x, t, eps, clip=True)
+    if clip is not None:
+        x0 = predicted_x0(schedule, x, t, eps, clip)
         mean = (math.sqrt(a_prev) * beta * x0 + math.sqrt(alpha) * (1 - a_prev) * x) / (1 - a_bar)
     else:
         mean = (x - beta / math.sqrt(1 - a_bar) * eps) / math.sqrt(alpha)
@@ -256,14 +261,14 @@ def ddpm_step(schedule: NoiseSchedule, x: torch.Tensor, t: int, eps: torch.Tenso
 
 @torch.no_grad()
 def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, steps: int, *,
-                labels: torch.Tensor | None = None, guidance: float = 1.0, clip: bool = True,
+                labels: torch.Tensor | None = None, guidance: float = 1.0, clip: float | None = 1.0,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """DDIM's deterministic sampler (eta = 0) on ``steps`` evenly spaced timesteps: predict
     ``x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` and move to the earlier
     timestep along the same noise, ``x_s = sqrt(alpha_bar_s) x_0 + sqrt(1 - alpha_bar_s) eps``.
-    The same trained network; ``steps`` passes instead of ``T``. With ``clip`` the estimate of
-    ``x_0`` is clamped to ``[-1, 1]`` and the noise recomputed from it (pass ``clip=False`` for
-    latents, which have no fixed range)."""
+    The same trained network; ``steps`` passes instead of ``T``. The estimate of ``x_0`` is
+    clamped to ``[-clip, clip]`` (``[-1, 1]`` for images; the codes' range for latents; None:
+    no clamp) and the noise recomputed from it."""
     if not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
     device = device or next(model.parameters()).device
@@ -274,7 +279,7 @@ def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, ste
         eps = guided_noise(model, x, tt, labels, guidance)
         a_t = float(schedule.alpha_bars[t])
         x0 = predicted_x0(schedule, x, t, eps, clip)
-        if clip:
+        if clip is not None:
             eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
         a_s = float(schedule.alpha_bars[times[i + 1]]) if i + 1 < len(times) else 1.0
         x = math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * eps
