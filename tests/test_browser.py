@@ -27,6 +27,15 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCRIPT = ROOT / "tests" / "browser" / "check_site.mjs"
 
 
+def most_code_page(directory: Path, pages: list[str]) -> str:
+    """The page with the most highlighted code blocks: the one on which the checker judges the
+    contrast of every code token (the code's colours come from one stylesheet; the other pages
+    check everything but their code, which took most of axe's time)."""
+    def blocks(page):
+        return (directory / page).read_text(encoding="utf-8").count('class="highlight')
+    return max(pages, key=blocks)
+
+
 def run_checker(directory: Path, pages: list[str]) -> dict[str, dict]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's `chromium` (apt-get install chromium) "
@@ -36,8 +45,10 @@ def run_checker(directory: Path, pages: list[str]) -> dict[str, dict]:
     server = serve(directory)
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
+        env = {**os.environ, "CHROMIUM": CHROMIUM,
+               "DLCV_CODE_CONTRAST_PAGE": most_code_page(directory, pages)}
         proc = subprocess.run(["node", str(SCRIPT), base, *pages], capture_output=True, text=True,
-                              timeout=600, cwd=ROOT, env={**os.environ, "CHROMIUM": CHROMIUM})
+                              timeout=600, cwd=ROOT, env=env)
     finally:
         server.shutdown()
     assert proc.returncode == 0, f"browser checker failed:\n{proc.stderr[-3000:]}"
@@ -112,3 +123,19 @@ def test_checker_catches_a_broken_page(tmp_path):
     assert r["overflow"] and "too wide" in r["overflow"][0]
     found = {v.split()[0] for v in r["axe"]}
     assert {"label-content-name-mismatch", "label", "html-has-lang", "document-title"} <= found
+
+
+def test_code_contrast_is_judged_on_the_page_with_most_code(tmp_path):
+    """Faint code is caught on the page with the most code blocks; on the others only their
+    prose is judged for contrast, and faint prose is still caught."""
+    faint_code = '<div class="highlight"><pre><span style="color:#ddd">x = 1</span></pre></div>'
+    head = "<html lang='en'><head><title>t</title></head><body><main><h1>t</h1>"
+    (tmp_path / "a.html").write_text(head + faint_code * 2 + "</main></body></html>")
+    (tmp_path / "b.html").write_text(head + faint_code + "<p style='color:#ddd'>faint prose</p>"
+                                     "</main></body></html>")
+    assert most_code_page(tmp_path, ["b.html", "a.html"]) == "a.html"
+    r = run_checker(tmp_path, ["b.html", "a.html"])
+    assert r["a.html"]["codeContrast"] and not r["b.html"]["codeContrast"]
+    contrast = {page: [v for v in r[page]["axe"] if v.startswith("color-contrast")] for page in r}
+    assert contrast["a.html"] and "(2x" in contrast["a.html"][0], contrast
+    assert contrast["b.html"] and "(1x" in contrast["b.html"][0] and "p" in contrast["b.html"][0], contrast
