@@ -157,3 +157,17 @@ def test_training_lowers_the_loss_and_sampling_runs():
     assert samples[:, :, 2:6, 2:6].mean() > samples[:, :, :2].mean() + 0.5   # the square is drawn
     with pytest.raises(ValueError, match="without classes"):
         D.train_diffusion(net, sched, images, labels=torch.zeros(64, dtype=torch.long), epochs=1)
+
+
+def test_ancestral_sampling_is_cut_at_the_smoke_scale(monkeypatch):
+    """T passes normally; SMOKE_STEPS at DLCV_SCALE=smoke (the code path is what is checked)."""
+    sched = D.NoiseSchedule.linear(50)
+    net = D.DenoisingUNet(in_channels=1, width=8, time_dim=16).eval()
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    D.ddpm_sample(net, sched, (1, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 50
+    monkeypatch.setenv("DLCV_SCALE", "smoke")
+    calls.clear()
+    D.ddpm_sample(net, sched, (1, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == D.SMOKE_STEPS < 50
