@@ -21,7 +21,7 @@ fake device at the smoke scale (``dlcv.runtime``: training cut to a few batches;
 about devices, not results). ``make test`` does the same with the generated notebooks, in a fresh
 environment (``tests/test_notebooks.py``), and ``tests/test_gpu_paths.py`` checks that the fake
 device catches each kind of mistake. ``DLCV_SCALE=large python tools/fake_cuda.py`` runs what a GPU
-would run, the large scale, with ``fit`` cut to two batches (about a quarter of an hour on two
+would run, the large scale, with ``fit`` and the package's own loops cut to two batches (about a quarter of an hour on two
 cores, most of it chapter 2's k-NN on 60,000 images).
 """
 from __future__ import annotations
@@ -182,7 +182,9 @@ def setup_cell(folder: str | Path) -> str:
 
     At the smoke scale (the default here, and what ``tests/test_notebooks.py`` runs) the package
     itself cuts training short; at the small or large scale ``dlcv.training.fit`` is cut to two
-    batches of two epochs here (the check is about devices, not results).
+    batches of two epochs here, and so is every loop that the package cuts at the smoke scale
+    (``dlcv.runtime.smoke_limits``: the detection, segmentation, generative, translation,
+    diffusion and NeRF loops); the check is about devices, not results.
     """
     return f'''
 import os, sys
@@ -199,6 +201,8 @@ if os.environ["DLCV_SCALE"] != "smoke":
         val = None if val is None else _training.TensorData(val.x[:256], val.y[:256])
         return _fit(model, train, val, epochs=min(epochs, 2), **kw)
     _training.fit = _short_fit
+    import dlcv.runtime as _runtime
+    _runtime.smoke_limits = lambda epochs, steps: (min(epochs, 2), min(steps, 2))
 '''
 
 
