@@ -302,15 +302,26 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
         raise ValueError("labels given to a model built without classes")
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)   # the batches' order and the noise, one stream
+
+    def batch_loss(idx):
+        y = None if labels is None else labels[idx].to(device)
+        return diffusion_loss(model, schedule, images[idx].to(device), y, p_uncond, gen)
+
+    return _adam_epochs(model, len(images), batch_size, epochs, lr, gen, batch_loss)
+
+
+def _adam_epochs(model: nn.Module, n: int, batch_size: int, epochs: int, lr: float,
+                 generator: torch.Generator, batch_loss) -> list[float]:
+    """Adam on ``batch_loss(index tensor)`` over shuffled batches of ``n`` examples
+    (``runtime.epoch_batches``, drawing from ``generator``); returns each epoch's mean loss."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     totals, counts = [], []
     model.train()
-    for epoch, idx in runtime.epoch_batches(len(images), batch_size, epochs, gen):
+    for epoch, idx in runtime.epoch_batches(n, batch_size, epochs, generator):
         if epoch == len(totals):
             totals.append(0.0)
             counts.append(0)
-        y = None if labels is None else labels[idx].to(device)
-        loss = diffusion_loss(model, schedule, images[idx].to(device), y, p_uncond, gen)
+        loss = batch_loss(idx)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -357,20 +368,12 @@ def train_latent_autoencoder(model: LatentAutoencoder, images: torch.Tensor, *, 
     """Adam on the mean squared reconstruction error of ``images [N, 1, 32, 32]`` in ``[-1, 1]``;
     returns each epoch's mean, and sets the codes' ``scale`` at the end."""
     device = next(model.parameters()).device
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    totals, counts = [], []
-    model.train()
-    for epoch, idx in runtime.epoch_batches(len(images), batch_size, epochs, torch.Generator().manual_seed(seed)):
-        if epoch == len(totals):
-            totals.append(0.0)
-            counts.append(0)
+
+    def batch_loss(idx):
         x = images[idx].to(device)
-        loss = F.mse_loss(model.decoder(model.encoder(x)), x)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        totals[epoch] += loss.item()
-        counts[epoch] += 1
-    model.eval()
+        return F.mse_loss(model.decoder(model.encoder(x)), x)
+
+    log = _adam_epochs(model, len(images), batch_size, epochs, lr, torch.Generator().manual_seed(seed),
+                       batch_loss)
     model.fit_scale(images.to(device))
-    return [t / c for t, c in zip(totals, counts)]
+    return log
