@@ -117,3 +117,79 @@ def test_conversions_roundtrip():
     xywh = torch.tensor([[3.0, 4, 5, 6]])
     assert torch.equal(B.xywh_to_xyxy(xywh), torch.tensor([[3.0, 4, 8, 10]]))
     assert torch.equal(B.xyxy_to_xywh(B.xywh_to_xyxy(xywh)), xywh)
+
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64,
+          torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
+
+
+def integer_boxes(n, size, generator):
+    xy = torch.randint(0, size, (n, 2), generator=generator)
+    wh = torch.randint(0, size // 2 + 1, (n, 2), generator=generator)
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_area_and_iou_match_torchvision_at_every_dtype(dtype):
+    """torchvision widens half and narrow integer boxes before multiplying; so must we.
+    Coordinates are whole numbers, exact in every dtype (int8 holds up to 127). Two empty boxes
+    have IoU 0 here and 0/0 = NaN in torchvision. For uint8 the reference is torchvision on the
+    same boxes as int32: torchvision subtracts uint8 corners before widening them, so a
+    disjoint pair wraps around (5 - 10 = 251) and gets a negative IoU."""
+    g = torch.Generator().manual_seed(5)
+    size = 60 if dtype in (torch.int8, torch.uint8) else 400
+    a, b = integer_boxes(40, size, g).to(dtype), integer_boxes(30, size, g).to(dtype)
+    assert torch.equal(B.box_area(a), tvops.box_area(a))
+    got = B.box_iou(a, b)
+    ref = tvops.box_iou(a.int(), b.int()) if dtype == torch.uint8 else tvops.box_iou(a, b)
+    assert got.dtype == ref.dtype
+    assert torch.allclose(got, ref.nan_to_num(0.0), atol=1e-6, rtol=0)
+
+
+def test_large_half_and_narrow_integer_boxes_do_not_overflow():
+    two = torch.tensor([[0, 0, 200, 200], [1, 1, 201, 201]])
+    half = B.box_iou(two.half(), two.half())                   # areas 40,000 + 40,000 > 65,504
+    assert half[0, 1].item() == pytest.approx(tvops.box_iou(two, two)[0, 1].item(), abs=1e-6)
+    assert half[0, 1] > 0.98
+    assert B.box_area(torch.tensor([[0, 0, 100, 100]], dtype=torch.int8)).item() == 10_000
+    keep = B.nms(two.half(), torch.tensor([0.9, 0.8]), 0.5)
+    assert keep.tolist() == [0]
+    empty = torch.tensor([[3, 3, 3, 9]], dtype=torch.int16)
+    assert B.box_iou(empty, empty).item() == 0 and tvops.box_iou(empty, empty).isnan().item()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.6, 0.7])
+def test_nms_at_every_dtype_matches_torchvision(dtype, threshold):
+    """torchvision's CPU kernel takes float32 and float64 only; half and integer boxes are
+    compared with its answer on the same boxes in float32, which is what ours computes. Integer
+    coordinates make many IoUs land exactly on a threshold such as 0.3, where float32's
+    rounding of the threshold would change the answer."""
+    g = torch.Generator().manual_seed(6)
+    size = 60 if dtype in (torch.int8, torch.uint8) else 100
+    bx = integer_boxes(200, size, g).to(dtype)
+    scores = torch.rand(200, generator=g)
+    tv_boxes = bx.double() if dtype == torch.float64 else bx.float()
+    ref = tvops.nms(tv_boxes, scores.to(tv_boxes.dtype), threshold)
+    assert torch.equal(B.nms(bx, scores, threshold), ref)
+    classes = torch.randint(0, 3, (200,), generator=g)
+    assert torch.equal(B.batched_nms(bx, scores, classes, threshold),
+                       tvops.batched_nms(tv_boxes, scores.to(tv_boxes.dtype), classes, threshold))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.6, 0.7, 0.9])
+def test_nms_compares_with_the_threshold_in_double(dtype, threshold):
+    """Boxes whose IoU is the threshold's fraction (3/10 for 0.3): in float64 it equals the
+    threshold, in float32 it is the threshold rounded, up for 0.1, 0.3 and 0.6, down for 0.7
+    and 0.9, exact for 0.5. The verdict must follow torchvision's in each dtype."""
+    import fractions
+    iou = fractions.Fraction(threshold).limit_denominator(10)
+    pair = torch.tensor([[0, 0, iou.denominator, 1], [0, 0, iou.numerator, 1]], dtype=dtype)
+    scores = torch.tensor([0.9, 0.8], dtype=dtype)
+    assert torch.equal(B.nms(pair, scores, threshold), tvops.nms(pair, scores, threshold))
+
+
+def test_boxes_of_no_number_type_are_refused():
+    with pytest.raises(ValueError, match="real numbers"):
+        B.box_area(torch.ones(2, 4, dtype=torch.bool))

@@ -3,7 +3,10 @@ pooling a region of a feature map (RoI Pool and RoI Align).
 
 Boxes are ``[N, 4]`` tensors in ``(x1, y1, x2, y2)`` pixel coordinates with ``x2 >= x1`` and
 ``y2 >= y1``, as in ``torchvision.ops``; COCO's ``(x, y, width, height)`` converts with
-``xywh_to_xyxy``. Each function here is checked against its ``torchvision.ops`` twin in the
+``xywh_to_xyxy``. Any real dtype is accepted, as torchvision accepts it: half-precision boxes
+are widened to float32 and 8- and 16-bit integer boxes to int32 before areas are multiplied
+(a 200 x 200 box has an area past float16's largest number, 65,504), and IoU of integer boxes
+is a float32 ratio. Each function here is checked against its ``torchvision.ops`` twin in the
 package's tests (``box_iou``, ``nms``, ``batched_nms``, ``roi_pool``, ``roi_align``) and
 against torchvision's ``BoxCoder`` for the box coding. They are written for reading, with
 loops where the definition is a loop; use ``torchvision.ops`` for speed.
@@ -14,7 +17,8 @@ import math
 
 import torch
 
-__all__ = ["check_boxes", "xywh_to_xyxy", "xyxy_to_xywh", "box_area", "box_iou", "nms",
+__all__ = ["check_boxes", "widen", "xywh_to_xyxy", "xyxy_to_xywh", "box_area",
+           "box_intersection", "box_iou", "nms",
            "batched_nms", "encode_boxes", "decode_boxes", "roi_pool", "roi_align"]
 
 
@@ -46,36 +50,56 @@ def xyxy_to_xywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
 
 
+def widen(boxes: torch.Tensor) -> torch.Tensor:
+    """Boxes in a dtype whose products do not overflow, as torchvision's ``_upcast``: float16
+    and bfloat16 to float32, integers narrower than 32 bits to int32; float32, float64, int32
+    and int64 unchanged."""
+    if boxes.is_floating_point():
+        return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise ValueError(f"boxes must hold real numbers, got {boxes.dtype}")
+    return boxes if boxes.dtype in (torch.int32, torch.int64) else boxes.int()
+
+
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
-    """Areas ``[N]`` of boxes ``[N, 4]``."""
-    check_boxes(boxes)
+    """Areas ``[N]`` of boxes ``[N, 4]``, in the widened dtype (see ``widen``)."""
+    boxes = widen(check_boxes(boxes))
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Area of the intersection of every box of ``a [N, 4]`` with every box of ``b [M, 4]``:
+    ``[N, M]``, in the widened dtype. The intersection of two boxes is the box from the larger
+    top-left corner to the smaller bottom-right corner, empty when those cross."""
+    a, b = widen(check_boxes(a)), widen(check_boxes(b))
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])          # [N, M, 2]
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])      # [N, M, 2]
+    wh = (bottom_right - top_left).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Intersection over union of every box of ``a [N, 4]`` with every box of ``b [M, 4]``:
-    ``[N, M]``. The intersection of two boxes is the box from the larger top-left corner to the
-    smaller bottom-right corner, empty when those cross; union = area a + area b - intersection.
-    Two empty boxes have IoU 0 (not 0/0)."""
-    area_a, area_b = box_area(a), box_area(b)
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])          # [N, M, 2]
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])      # [N, M, 2]
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny),
-                       torch.zeros_like(inter))
+    ``[N, M]``; union = area a + area b - intersection. Two empty boxes have IoU 0 (not 0/0).
+    The result is float64 for float64 boxes and float32 for every other dtype."""
+    inter = box_intersection(a, b)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    tiny = torch.finfo(inter.dtype).tiny if inter.is_floating_point() else 1
+    return torch.where(union > 0, inter / union.clamp(min=tiny), 0.0)
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy non-maximum suppression: take the highest-scoring box, drop every remaining box
     that overlaps it by IoU > ``iou_threshold``, repeat. Returns the indices kept ``[K]``
-    (int64), highest score first, as ``torchvision.ops.nms`` does."""
+    (int64), highest score first, as ``torchvision.ops.nms`` does. The IoU (float32, or float64
+    for float64 boxes) is compared with the threshold as a Python float, in double precision,
+    as torchvision compares: rounding 0.3 to float32 would move it up, and a pair of boxes at
+    IoU exactly 0.3f would survive."""
     check_boxes(boxes)
     if scores.shape != (len(boxes),):
         raise ValueError(f"scores must be [N] = [{len(boxes)}], got {tuple(scores.shape)}")
     order = torch.argsort(scores, descending=True, stable=True)
-    iou = box_iou(boxes, boxes)
+    iou = box_iou(boxes, boxes).double()
     suppressed = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
     keep = []
     for i in order.tolist():

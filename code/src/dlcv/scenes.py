@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from .boxes import xywh_to_xyxy
 
 __all__ = ["CATEGORIES", "KEYPOINT_NAMES", "SPLITS", "IMAGE_SIZE", "SceneSet", "load_scenes",
            "read_coco", "generate_split", "write_coco", "scenes_dir", "draw_scene"]
@@ -215,10 +216,15 @@ class SceneSet:
     """A COCO-format detection set in memory.
 
     ``images``: ``uint8 [N, 3, H, W]``; ``targets[i]``: a dict with ``boxes [K, 4]`` float
-    (x1, y1, x2, y2), ``labels [K]`` int64 category ids, ``masks [K, H, W]`` bool,
-    ``keypoints [K, P, 3]`` float (x, y, visibility; P = 0 without keypoints) and
-    ``annotation_ids [K]``; ``image_ids``: COCO ids of the images in order; ``coco``: the
-    pycocotools ``COCO`` object (for ``COCOeval``); ``categories``: id -> name."""
+    (x1, y1, x2, y2), ``labels [K]`` int64 category ids, ``masks [K, H, W]`` bool (absent
+    when the file has no segmentations, as a box-only set has none),
+    ``keypoints [K, P, 3]`` float (x, y, visibility; P = 0 without keypoints), ``area [K]``
+    (the annotation's, which COCO's area ranges use) and ``annotation_ids [K]``, all for the
+    ordinary objects, which a model trains on; and ``crowd_boxes [C, 4]`` with
+    ``crowd_labels [C]``, the crowd regions that evaluation ignores rather than counts (a
+    target is a ground-truth entry of ``dlcv.detection_eval.evaluate`` as it is).
+    ``image_ids``: COCO ids of the images in order; ``coco``: the pycocotools ``COCO`` object
+    of those images (for ``COCOeval``); ``categories``: id -> name."""
     images: torch.Tensor
     targets: list[dict]
     image_ids: list[int]
@@ -264,11 +270,12 @@ def read_coco(image_dir: str | Path, annotation_file: str | Path,
               max_images: int | None = None) -> SceneSet:
     """Read a COCO-format detection set: the images in ``image_dir`` and the annotations of
     ``annotation_file`` (COCO's ``instances_*.json`` or ``person_keypoints_*.json``, or Pascal
-    VOC converted to that format). Crowd annotations are skipped; masks come from RLE or
-    polygons through pycocotools. Every annotation is checked first, and a malformed one (a box
+    VOC converted to that format). Crowd annotations are kept apart (``crowd_boxes``, see
+    ``SceneSet``); masks come from RLE or polygons through pycocotools. Every annotation is checked first, and a malformed one (a box
     of negative width, an unknown category, a mask of the wrong size) raises a ValueError that
     names it. ``max_images`` reads only the first images (sorted by id), for a quick look at a
-    large set such as COCO's val2017."""
+    large set such as COCO's val2017; ``coco`` then holds only those, so that COCOeval scores
+    the images read."""
     import contextlib
     import io
 
@@ -290,11 +297,22 @@ def read_coco(image_dir: str | Path, annotation_file: str | Path,
             raise ValueError(f"annotation {ann.get('id')!r}: image_id {ann.get('image_id')!r} "
                              "is not in the file's images")
         _validate(ann, by_id[ann["image_id"]], cat_ids)
+    with_masks = ["segmentation" in a for a in raw["annotations"]]
+    has_masks = all(with_masks)
+    if any(with_masks) and not has_masks:
+        ann = raw["annotations"][with_masks.index(False)]
+        raise ValueError(f"annotation {ann.get('id')!r} (image {ann.get('image_id')!r}) has no "
+                         "segmentation while others have one: give every annotation a mask, or "
+                         "none (a box-only set such as converted Pascal VOC)")
+    image_ids = sorted(by_id)[:max_images]
+    if max_images is not None:            # the COCO object holds just the images read
+        chosen = set(image_ids)
+        raw = {**raw, "images": [by_id[i] for i in image_ids],
+               "annotations": [a for a in raw["annotations"] if a["image_id"] in chosen]}
     with contextlib.redirect_stdout(io.StringIO()):      # pycocotools prints progress
         coco = COCO()
         coco.dataset = raw
         coco.createIndex()
-    image_ids = sorted(by_id)[:max_images]
     images, targets = [], []
     for image_id in image_ids:
         info = by_id[image_id]
@@ -304,20 +322,30 @@ def read_coco(image_dir: str | Path, annotation_file: str | Path,
                                     f"{path} does not exist")
         images.append(torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1))
         anns = [a for a in coco.imgToAnns[image_id] if not a.get("iscrowd", 0)]
-        boxes = torch.tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
+        crowds = [a for a in coco.imgToAnns[image_id] if a.get("iscrowd", 0)]
+        boxes, crowd_boxes = (xywh_to_xyxy(torch.tensor([a["bbox"] for a in group],
+                                                        dtype=torch.float32).reshape(-1, 4))
+                              for group in (anns, crowds))
         H, W = info["height"], info["width"]
-        with warnings.catch_warnings():     # pycocotools 2.0.x and numpy 2: a harmless
-            warnings.simplefilter("ignore", DeprecationWarning)   # __array__(copy=) notice
-            masks = (torch.from_numpy(np.stack([coco.annToMask(a) for a in anns])).bool()
-                     if anns else torch.zeros(0, H, W, dtype=torch.bool))
+        masks = None
+        if has_masks:
+            with warnings.catch_warnings():     # pycocotools 2.0.x and numpy 2: a harmless
+                warnings.simplefilter("ignore", DeprecationWarning)   # __array__(copy=) notice
+                masks = (torch.from_numpy(np.stack([coco.annToMask(a) for a in anns])).bool()
+                         if anns else torch.zeros(0, H, W, dtype=torch.bool))
         n_kp = max((len(a.get("keypoints", [])) // 3 for a in anns), default=0)
         kps = torch.tensor([a.get("keypoints", [0] * 3 * n_kp) for a in anns],
                            dtype=torch.float32).reshape(len(anns), n_kp, 3)
         targets.append({"boxes": boxes, "labels": torch.tensor([a["category_id"] for a in anns],
                                                                dtype=torch.int64),
-                        "masks": masks, "keypoints": kps,
-                        "annotation_ids": torch.tensor([a["id"] for a in anns], dtype=torch.int64)})
+                        **({"masks": masks} if has_masks else {}), "keypoints": kps,
+                        "area": torch.tensor([float(a.get("area", (b[2] - b[0]) * (b[3] - b[1])))
+                                              for a, b in zip(anns, boxes.tolist())],
+                                             dtype=torch.float64),
+                        "annotation_ids": torch.tensor([a["id"] for a in anns], dtype=torch.int64),
+                        "crowd_boxes": crowd_boxes,
+                        "crowd_labels": torch.tensor([a["category_id"] for a in crowds],
+                                                     dtype=torch.int64)})
     sizes = {tuple(im.shape) for im in images}
     stacked = torch.stack(images) if len(sizes) == 1 else images
     return SceneSet(stacked, targets, image_ids, coco,
