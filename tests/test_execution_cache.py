@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from test_site import PAGES, ROOT
+from test_site import ROOT
+from book_toc import notebook_pages  # noqa: I001  (tools/, put on the path by test_site)
 
 sys.path.insert(0, str(ROOT / "tools"))
 import execute  # noqa: E402
@@ -22,7 +23,7 @@ def cache():
     return get_cache(str(execute.CACHE))
 
 
-@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("page", notebook_pages())
 def test_every_page_is_in_the_cache_under_myst_nbs_key(cache, page):
     nb = execute.read_notebook(ROOT / f"{page}.md")
     assert nb is not None, f"{page} is not a MyST notebook"

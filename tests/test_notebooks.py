@@ -22,12 +22,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from test_site import PAGES, ROOT
+from test_site import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
 import reader_runs as reader_runs_tool  # noqa: E402
+from book_toc import notebook_pages  # noqa: E402
 
-NOTEBOOKS = [ROOT / f"{p}.ipynb" for p in PAGES]
+NOTEBOOKS = [ROOT / f"{p}.ipynb" for p in notebook_pages()]
 MYST_LEFTOVERS = re.compile(r"\{(glue|glue:text|glue:figure|numref|eq|ref|doc|footcite|footbibliography)\}"
                             r"|^:::|^```\{|^\([\w-]+\)=\s*$", re.M)
 

@@ -71,3 +71,12 @@ def test_linters_catch_a_bad_workflow(tmp_path):
     a, z = actionlint(tmp_path), zizmor(tmp_path)
     assert a.returncode != 0 and "foo" in a.stderr and "untrusted" in a.stderr
     assert z.returncode != 0 and "unpinned" in (z.stdout + z.stderr)
+
+
+def test_ci_installs_cpu_pytorch_in_both_venvs():
+    """GitHub's runners have no GPU and PyPI's Linux PyTorch is the CUDA build (several GB): CI
+    gives the book's venv and the fresh reader's (tools/reader_env.py reads
+    DLCV_TORCH_INDEX_URL) PyTorch's CPU wheels."""
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]["test"]
+    assert job["env"]["DLCV_TORCH_INDEX_URL"].endswith("/whl/cpu")
+    assert "DLCV_TORCH_INDEX_URL" in (ROOT / "tools" / "reader_env.py").read_text()

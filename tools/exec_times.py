@@ -2,8 +2,9 @@
 
 myst-nb executes chapters through jupyter-cache, which records ``execution_seconds`` for each
 notebook it runs. This script reads those records (for the chapters in ``_toc.yml``, in book
-order) and prints a table with the hardware the numbers came from, for the README or a CI run's
-summary. A chapter taken from an older cache entry shows the time of the run that made it.
+order, the entries that match their current code) and prints a table with the hardware the
+numbers came from, for the README or a CI run's summary. A chapter taken from an older cache
+entry shows the time of the run that made it.
 Usage: python tools/exec_times.py [CACHE_DIR]   (default _build/.jupyter_cache)
 """
 from __future__ import annotations
@@ -12,28 +13,23 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_toc import ROOT, toc_pages  # noqa: E402
+from book_toc import ROOT, notebook_pages  # noqa: E402
 
 
 def execution_times(cache_dir: Path) -> dict[str, float]:
-    from jupyter_cache import get_cache
+    """``{page: seconds}`` of the cache entries that match the pages' current code (the
+    records the build page shows, tools/build_notes.py)."""
+    from build_notes import records
 
     if not cache_dir.is_dir():
         raise SystemExit(f"exec_times: no execution cache at {cache_dir}; build the book first (make book)")
-    times = {}
-    for record in get_cache(str(cache_dir)).list_cache_records():
-        seconds = (record.data or {}).get("execution_seconds")
-        if seconds is not None:
-            page = Path(record.uri).resolve().relative_to(ROOT).with_suffix("").as_posix() \
-                if Path(record.uri).resolve().is_relative_to(ROOT) else Path(record.uri).stem
-            times[page] = max(seconds, times.get(page, 0.0))
-    return times
+    return {page: r["seconds"] for page, r in records(cache_dir, notebook_pages()).items() if "seconds" in r}
 
 
 def table(times: dict[str, float], hardware: str) -> str:
     lines = [f"Execution time per chapter on {hardware}:", "", "| page | seconds |", "| --- | ---: |"]
     total = 0.0
-    for page in toc_pages():
+    for page in notebook_pages():
         if page in times:
             lines.append(f"| `{page}` | {times[page]:.0f} |")
             total += times[page]

@@ -95,20 +95,44 @@ def ipc_config():
         yield Config({"KernelManager": {"transport": "ipc", "ip": f"{folder}/kernel"}})
 
 
-def _execute(path: str, nb) -> tuple[str, object, float, str | None]:
-    """Run one notebook in a worker process, as myst-nb's cache mode does."""
+def commit() -> str:
+    """The repository's commit, short, with "+" when the chapters, the package or the
+    requirements differ from it (what a page was executed from)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short=10", "HEAD")
+    if not head:
+        return "unknown"
+    changed = git("status", "--porcelain", "--", "book", "code", "requirements.txt")
+    return head + ("+" if changed else "")
+
+
+def _execute(path: str, nb) -> tuple[str, object, float, str | None, dict]:
+    """Run one notebook in a worker process, as myst-nb's cache mode does. The kernel writes its
+    device and scale to the file that ``DLCV_BUILD_RECORD`` names (``dlcv.runtime.setup``);
+    returned with the date, for the page's build note (tools/build_notes.py)."""
     from jupyter_cache.executors.utils import single_nb_execution
 
     start = time.time()
-    try:
-        with ipc_config() as config:
-            result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=TIMEOUT, allow_errors=False,
-                                         meta_override=True, config=config)
-    except Exception:  # noqa: BLE001  (a dead kernel, say: report it like a cell error)
-        import traceback
+    with tempfile.TemporaryDirectory(prefix="dlcv-record-") as folder:
+        os.environ["DLCV_BUILD_RECORD"] = record_file = f"{folder}/record.json"
+        try:
+            with ipc_config() as config:
+                result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=TIMEOUT,
+                                             allow_errors=False, meta_override=True, config=config)
+        except Exception:  # noqa: BLE001  (a dead kernel, say: report it like a cell error)
+            import traceback
 
-        return path, nb, time.time() - start, traceback.format_exc()
-    return path, result.nb, result.time, result.exc_string if result.err is not None else None
+            return path, nb, time.time() - start, traceback.format_exc(), {}
+        finally:
+            del os.environ["DLCV_BUILD_RECORD"]
+        record = json.loads(Path(record_file).read_text()) if Path(record_file).is_file() else {}
+    record["date"] = time.strftime("%Y-%m-%d", time.gmtime(start))
+    error = result.exc_string if result.err is not None else None
+    return path, result.nb, result.time, error, record
 
 
 def main(argv: list[str]) -> int:
@@ -146,15 +170,18 @@ def main(argv: list[str]) -> int:
     start, failed = time.time(), []
     import multiprocessing
 
+    source = commit()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_execute, path, todo[path]) for path in order]
         for future in as_completed(futures):
-            path, nb, seconds, error = future.result()
+            path, nb, seconds, error, build = future.result()
             page = page_of[path]
             record = cache.add_nb_to_project(path, read_data=READ_DATA)
             if error is None:
-                cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
-                                            check_validity=False, overwrite=True)
+                build.update(commit=source, seconds=round(seconds, 1))
+                cache.cache_notebook_bundle(
+                    CacheBundleIn(nb, path, data={"execution_seconds": seconds, "dlcv_build": build}),
+                    check_validity=False, overwrite=True)
                 last_time[page] = round(seconds, 1)
                 TIMES.write_text(json.dumps(last_time, indent=1, sort_keys=True) + "\n")
                 print(f"execute: {page} in {seconds:.1f} s", flush=True)

@@ -35,7 +35,7 @@ import yaml
 from bs4 import BeautifulSoup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_toc import ROOT, toc_pages  # noqa: E402
+from book_toc import ROOT, notebook_pages  # noqa: E402
 import repo_links  # noqa: E402
 
 BUILD = ROOT / "_build"
@@ -330,9 +330,7 @@ def main(argv=None) -> int:
     refs = References(CONFIG.get("bibtex_bibfiles", []))
     commit, version = build_commit(), package_version()
     written = 0
-    for name in toc_pages():
-        if not (ROOT / f"{name}.md").is_file():
-            continue
+    for name in notebook_pages():
         try:
             nb = notebook_for(name, args.final, refs, commit, version)
         except Unresolved as err:

@@ -9,7 +9,8 @@ lock), use it when its stamp matches the package's current sources, and else mak
 background thread while the HTML, browser and workflow checks run. The site checks delete it
 when they end (about 6 GB with PyTorch's CUDA build), so every test session gets a fresh one.
 
-It lives in ``$TMPDIR`` (or /tmp) under a name made from the repository's path, so that two
+``DLCV_TORCH_INDEX_URL``, when set, is the index PyTorch is installed from first (CI sets
+PyTorch's CPU wheels, a fifth of PyPI's CUDA build). It lives in ``$TMPDIR`` (or /tmp) under a name made from the repository's path, so that two
 clones do not share one. Usage: python tools/reader_env.py [--background | --remove]
 """
 from __future__ import annotations
@@ -78,6 +79,12 @@ class FreshReader:
         self._run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", self.tmp / "dist", source)
         wheel = next((self.tmp / "dist").glob("dlcv-*.whl"))
         self._run(sys.executable, "-m", "venv", self.venv)
+        # PyPI's PyTorch is the CUDA build (several GB) on Linux; where DLCV_TORCH_INDEX_URL names
+        # another index (CI: PyTorch's CPU wheels, as its main venv has), PyTorch comes from there.
+        index = os.environ.get("DLCV_TORCH_INDEX_URL")
+        if index:
+            self._run(self.python, "-m", "pip", "install", "-q", "--no-compile", "torch",
+                      "torchvision", "--index-url", index, cwd=self.tmp)
         # ipykernel below 7, as in requirements.txt: 7 loses replies now and then (nbclient hangs)
         self._run(self.python, "-m", "pip", "install", "-q", "--no-compile", wheel, "nbclient", "ipykernel<7",
                   cwd=self.tmp)

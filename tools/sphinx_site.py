@@ -17,7 +17,8 @@
   name must contain its visible text (WCAG 2.5.3), so the search buttons and the code-cell
   toggles lose the aria-labels that differ from what they show ("Search" against
   "Search Ctrl+K", "Toggle hidden content" against "Show code cell content"), and the colour-mode
-  button's icons, decorative, are hidden from assistive technology; every piece of content
+  button's icons, decorative, are hidden from assistive technology and lose their titles;
+  every piece of content
   must sit in a landmark, so the primary sidebar (the book's title and table of contents)
   becomes a named complementary landmark; the list of footnotes, an ``aside`` inside the main
   landmark, is no longer a landmark itself; and the site's entry page, a redirect, gets a
@@ -77,6 +78,11 @@ ACCESSIBILITY_MENDS = [
      'class="btn search-button-field search-button__button pst-js-only" title="Search"'),
     ('<summary aria-label="Toggle hidden content">', "<summary>"),
     ('<i class="theme-switch fa-solid', '<i aria-hidden="true" class="theme-switch fa-solid'),
+    # the icons' titles count as the button's visible text for axe-core 4.14, which then finds
+    # it missing from the name "Color mode"; the hidden icons need no title
+    ('data-mode="light" title="Light"', 'data-mode="light"'),
+    ('data-mode="dark"  title="Dark"', 'data-mode="dark"'),
+    ('data-mode="auto"  title="System Settings"', 'data-mode="auto"'),
     ('<div id="pst-primary-sidebar" class="bd-sidebar-primary bd-sidebar">',
      '<div id="pst-primary-sidebar" class="bd-sidebar-primary bd-sidebar" role="complementary" '
      'aria-label="Book contents">'),

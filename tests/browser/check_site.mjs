@@ -37,10 +37,19 @@ for (const page of pages) {
   const tab = await context.newPage();
   let recording = true;
   const r = { page, failed: [], external: [], console: [], rawTex: [], math: 0, sliders: [],
-              overflow: [], axe: [] };
+              overflow: [], axe: [], redirects: false };
   // Anything not served by the local site is blocked and reported: the site must work offline.
-  await tab.route('**/*', (route) => {
+  await tab.route('**/*', async (route) => {
     const url = route.request().url();
+    if (route.request().resourceType() === 'document' && url.startsWith(origin)) {
+      // A page that redirects at once (the entry page's meta refresh) would navigate away while
+      // it is checked: it is served without the refresh, checked as it stands, and reported.
+      const response = await route.fetch();
+      const body = await response.text();
+      const still = body.replace(/<meta[^>]*http-equiv=["']?refresh["']?[^>]*>/gi, '');
+      if (still !== body) r.redirects = true;
+      return route.fulfill({ response, body: still });
+    }
     if (url.startsWith(origin) || url.startsWith('data:') || url.startsWith('blob:')) return route.continue();
     r.external.push(url);
     return route.abort();

@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "smoke_limits", "epoch_batches", "setup", "synchronize", "describe_hardware"]
+__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "smoke_limits", "epoch_batches", "setup", "build_record", "synchronize", "describe_hardware"]
 
 T = TypeVar("T")
 SCALES = ("smoke", "small", "large")
@@ -131,9 +131,28 @@ def synchronize(device: torch.device) -> None:
 
 
 def setup(seed: int = 0) -> torch.device:
-    """Seed everything and return the device; the one line every chapter starts with."""
+    """Seed everything and return the device; the one line every chapter starts with.
+
+    Where ``DLCV_BUILD_RECORD`` names a file (the book's build sets it for each chapter it
+    executes, ``tools/execute.py``), the device, the scale and the versions are written there as
+    JSON, for the page's note on how it was built."""
     seed_everything(seed)
-    return get_device()
+    device = get_device()
+    record = os.environ.get("DLCV_BUILD_RECORD")
+    if record:
+        import json
+
+        with open(record, "w", encoding="utf-8") as f:
+            json.dump(build_record(device), f)
+    return device
+
+
+def build_record(device: torch.device) -> dict:
+    """What a page's results depend on: the hardware, the device type, its PyTorch threads (on
+    a CPU), the scale, and the versions of Python and PyTorch."""
+    return {"hardware": describe_hardware(), "device": torch.device(device).type,
+            "threads": torch.get_num_threads(), "scale": scale(),
+            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def describe_hardware() -> str:
