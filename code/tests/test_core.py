@@ -40,8 +40,8 @@ def test_the_smoke_scale_cuts_the_training_loops_short(monkeypatch):
     assert hist["step"] == [0, runtime.SMOKE_STEPS]
     clf = linear.SoftmaxClassifier(784, 10, generator=g)
     assert len(clf.fit(flat, y, epochs=6, batch_size=50)) == runtime.SMOKE_EPOCHS
-    assert runtime.smoke_limits(10, 40) == (runtime.SMOKE_EPOCHS, runtime.SMOKE_BATCHES)
-    assert runtime.smoke_limits(1, 1) == (1, 1)
+    assert runtime.limits(10, 40) == (runtime.SMOKE_EPOCHS, runtime.SMOKE_BATCHES)
+    assert runtime.limits(1, 1) == (1, 1)
     from dlcv import segmentation
     seen = []
     segmentation.train_segmenter(segmentation.SegmentationNet(3, width=8),
@@ -52,7 +52,7 @@ def test_the_smoke_scale_cuts_the_training_loops_short(monkeypatch):
     monkeypatch.setenv("DLCV_SCALE", "small")
     calls.clear()
     assert len(fit(net, TensorData(x, y), epochs=1, batch_size=100).train_loss) == 1 and len(calls) == 10
-    assert runtime.smoke_limits(10, 40) == (10, 40)
+    assert runtime.limits(10, 40) == (10, 40)
     assert linear.train_linear(flat, y, lr=0.1, steps=500, batch_size=10, record_every=100)[1]["step"][-1] == 500
 
 

@@ -36,9 +36,6 @@ __all__ = ["NoiseSchedule", "TimeEmbedding", "DenoisingUNet", "diffusion_loss", 
            "LatentAutoencoder", "train_latent_autoencoder"]
 
 
-SMOKE_STEPS = 10   # ancestral steps at the smoke scale
-
-
 class NoiseSchedule:
     """The forward (noising) process: ``betas [T]`` (float64), ``alphas``, ``alpha_bars``."""
 
@@ -216,11 +213,12 @@ def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
                 labels: torch.Tensor | None = None, guidance: float = 1.0, clip: float | None = 1.0,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of ``ddpm_step`` (no noise at
-    the last step). One network pass per step. At the smoke scale only the last
-    ``SMOKE_STEPS`` steps run: the code path is checked, the result means nothing."""
+    the last step). One network pass per step. When training is cut (the smoke scale,
+    ``dlcv.runtime.limit_steps``) only the last ``runtime.SMOKE_STEPS`` steps run: the code
+    path is checked, the result means nothing."""
     device = device or next(model.parameters()).device
     x = torch.randn(shape, generator=generator).to(device)
-    start = min(schedule.T, SMOKE_STEPS) if runtime.is_smoke() else schedule.T
+    start = runtime.limit_steps(schedule.T)
     for t in reversed(range(start)):
         tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
         eps = guided_noise(model, x, tt, labels, guidance)

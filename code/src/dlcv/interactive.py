@@ -68,7 +68,7 @@ class InteractiveFigure:
         self.draw, self.params, self.dpi, self.alt = draw, {k: list(v) for k, v in params.items()}, dpi, alt
         self.frames: dict[str, str] = {}
         combos = list(itertools.product(*[range(len(v)) for v in self.params.values()]))
-        if runtime.is_smoke():
+        if runtime.is_cut():
             combos = list(dict.fromkeys([combos[0], combos[-1]]))
         for combo in combos:
             kwargs = {name: self.params[name][i] for name, i in zip(self.params, combo)}

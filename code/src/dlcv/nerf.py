@@ -161,7 +161,7 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
     target = images.reshape(-1, 3).to(device)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    _, steps = runtime.smoke_limits(1, steps)
+    steps = runtime.limit_steps(steps)
     log = []
     model.train()
     for _ in range(steps):

@@ -251,7 +251,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     device = model.mean.device
     gen = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
-    epochs, steps = runtime.smoke_limits(epochs, steps)
+    epochs, steps = runtime.limits(epochs, steps)
     model.to(memory_format=torch.channels_last)  # about 20% faster convolutions on a CPU
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
@@ -366,7 +366,7 @@ def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images
     device = backbone.mean.device
     gen = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
-    epochs, steps = runtime.smoke_limits(epochs, steps)
+    epochs, steps = runtime.limits(epochs, steps)
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=1e-4)
     log = []
     for _ in range(epochs):

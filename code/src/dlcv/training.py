@@ -7,6 +7,7 @@ and read once per epoch, so a GPU is not forced to wait for the host every step.
 """
 from __future__ import annotations
 
+import math
 import os
 
 from dataclasses import dataclass, field
@@ -119,9 +120,9 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     loads it at the end, and ``patience`` stops early after that many epochs without a new best
     (early stopping); ``history.best_epoch`` records it (0-based).
 
-    At the smoke scale (``DLCV_SCALE=smoke``, see ``dlcv.runtime``) it trains at most
-    ``runtime.SMOKE_EPOCHS`` epochs of ``runtime.SMOKE_BATCHES`` batches, and validates on as many
-    examples: every step of the loop runs, in seconds.
+    When training is cut (the smoke scale, or ``DLCV_MAX_BATCHES``: ``runtime.limits``) it
+    trains at most ``runtime.SMOKE_EPOCHS`` epochs of ``runtime.max_batches()`` batches, and
+    validates on as many examples: every step of the loop runs, in seconds.
     """
     from tqdm.auto import tqdm
 
@@ -139,8 +140,9 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
         raise ValueError("restore_best and patience need validation data (val=...)")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be a positive number of epochs, got {patience}")
-    if runtime.is_smoke():
-        epochs, n = min(epochs, runtime.SMOKE_EPOCHS), runtime.SMOKE_BATCHES * batch_size
+    if runtime.is_cut():
+        epochs, steps = runtime.limits(epochs, math.ceil(len(train) / batch_size))
+        n = steps * batch_size
         train = TensorData(train.x[:n], train.y[:n])
         val = None if val is None else TensorData(val.x[:n], val.y[:n])
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
