@@ -269,3 +269,13 @@ def test_book_style_tells_lines_apart_by_more_than_colour():
     assert len({line.get_color() for line in lines}) == 8
     assert len(set(plotting.MARKERS)) == len(plotting.MARKERS) >= 10
     plt.close(fig)
+
+
+def test_device_of_reads_parameters_then_buffers():
+    assert runtime.device_of(nn.Linear(2, 2)) == torch.device("cpu")
+    assert runtime.device_of(nn.ReLU()) == torch.device("cpu")       # nothing to read: the CPU
+    only_buffer = nn.Module()
+    only_buffer.register_buffer("mean", torch.zeros(3, device="meta"))
+    assert runtime.device_of(only_buffer) == torch.device("meta")
+    net = nn.Sequential(nn.Linear(2, 2)).to("meta")
+    assert runtime.device_of(net) == torch.device("meta")

@@ -216,7 +216,7 @@ def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
     the last step). One network pass per step. When training is cut (the smoke scale,
     ``dlcv.runtime.limit_steps``) only the last ``runtime.SMOKE_STEPS`` steps run: the code
     path is checked, the result means nothing."""
-    device = device or next(model.parameters()).device
+    device = device or runtime.device_of(model)
     x = torch.randn(shape, generator=generator).to(device)
     start = runtime.limit_steps(schedule.T)
     for t in reversed(range(start)):
@@ -274,7 +274,7 @@ def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, ste
     no clamp) and the noise recomputed from it."""
     if not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
-    device = device or next(model.parameters()).device
+    device = device or runtime.device_of(model)
     times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
     x = torch.randn(shape, generator=generator).to(device)
     for i, t in enumerate(times):
@@ -298,7 +298,7 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
         raise ValueError(f"images must be float [N, C, H, W] in [-1, 1], got {images.dtype} {tuple(images.shape)}")
     if labels is not None and model.classes is None:
         raise ValueError("labels given to a model built without classes")
-    device = next(model.parameters()).device
+    device = runtime.device_of(model)
     gen = torch.Generator().manual_seed(seed)   # the batches' order and the noise, one stream
 
     def batch_loss(idx):
@@ -365,7 +365,7 @@ def train_latent_autoencoder(model: LatentAutoencoder, images: torch.Tensor, *, 
                              batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Adam on the mean squared reconstruction error of ``images [N, 1, 32, 32]`` in ``[-1, 1]``;
     returns each epoch's mean, and sets the codes' ``scale`` at the end."""
-    device = next(model.parameters()).device
+    device = runtime.device_of(model)
 
     def batch_loss(idx):
         x = images[idx].to(device)

@@ -426,8 +426,6 @@ def _batches(n: int, batch_size: int, epochs: int, seed: int):
     return runtime.epoch_batches(n, batch_size, epochs, torch.Generator().manual_seed(seed))
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -441,7 +439,7 @@ def _train_terms(model: nn.Module, images: torch.Tensor, names: tuple[str, ...],
     """Adam on the sum of the per-example terms ``model(x)`` returns (named ``names``), averaged
     over the batch; returns each epoch's mean of every term."""
     _check_images(images)
-    device = _device(model)
+    device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     log, sums, count, current = [], dict.fromkeys(names, 0.0), 0, 0
     model.train()
@@ -499,7 +497,7 @@ def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_
     else:
         _check_images(images)
         levels = quantise(images, model.levels)
-    device = _device(model)
+    device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     log, total, count, current = [], 0.0, 0, 0
     model.train()
@@ -528,7 +526,7 @@ def train_gan(generator: Generator, discriminator: Discriminator, images: torch.
     on fake images, the numbers a GAN's training is watched by; ``on_epoch(epoch)`` is called
     after each epoch (to record samples)."""
     _check_images(images)
-    device = _device(generator)
+    device = runtime.device_of(generator)
     gen = torch.Generator().manual_seed(seed + 1)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))

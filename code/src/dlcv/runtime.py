@@ -20,6 +20,7 @@ reads it here, through ``limits``, ``limit_steps`` or ``epoch_batches``.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
@@ -29,7 +30,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "max_batches", "is_cut", "limits", "limit_steps", "epoch_batches", "setup", "build_record", "synchronize", "describe_hardware"]
+__all__ = ["get_device", "device_of", "seed_everything", "scale", "is_smoke", "pick", "max_batches", "is_cut", "limits", "limit_steps", "epoch_batches", "setup", "build_record", "synchronize", "describe_hardware"]
 
 T = TypeVar("T")
 SCALES = ("smoke", "small", "large")
@@ -54,6 +55,14 @@ def get_device(verbose: bool = True) -> torch.device:
         _announced.add(dev.type)
         print(f"dlcv: running on {dev.type} ({name}), scale '{scale()}'")
     return dev
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device a model lives on: that of its first parameter, else of its first buffer,
+    else the CPU (a model with neither, such as ``nn.ReLU()``, runs wherever its input is)."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def seed_everything(seed: int = 0) -> None:

@@ -248,7 +248,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     H, W = images.shape[-2:]
     if crop is not None and not 0 < crop <= min(H, W):
         raise ValueError(f"crop must be between 1 and the image size {min(H, W)}, got {crop}")
-    device = model.mean.device
+    device = runtime.device_of(model)
     gen = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
     epochs, steps = runtime.limits(epochs, steps)
@@ -290,7 +290,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
     """Per-pixel labels ``int64 [N, H, W]`` for ``images uint8 [N, 3, H, W]``."""
     model.eval()
-    device = model.mean.device
+    device = runtime.device_of(model)
     return torch.cat([model(images[i:i + batch_size].to(device).float() / 255).argmax(1).cpu()
                       for i in range(0, len(images), batch_size)])
 
@@ -363,7 +363,7 @@ def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images
     with the backbone frozen: per-pixel binary cross-entropy for masks, a softmax over the
     ``28 x 28`` cells for each keypoint (Mask R-CNN's choice). Returns each epoch's mean
     losses."""
-    device = backbone.mean.device
+    device = runtime.device_of(backbone)
     gen = torch.Generator().manual_seed(seed)
     steps = math.ceil(len(images) / batch_size)
     epochs, steps = runtime.limits(epochs, steps)
@@ -409,7 +409,7 @@ def predict_instances(heads: InstanceHeads, backbone: SegmentationNet, image: to
     probability inside the mask), and keypoints ``[K, P, 2]`` (x, y) at the centres of the
     heatmaps' best cells."""
     heads.eval()
-    device = backbone.mean.device
+    device = runtime.device_of(backbone)
     H, W = image.shape[-2:]
     boxes = boxes.to(device).float()
     feats = backbone.features(image[None].to(device).float() / 255)

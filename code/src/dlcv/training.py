@@ -69,11 +69,6 @@ class History:
         return {k: v for k, v in vars(self).items() if isinstance(v, list) and v}
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TensorData, loss_fn: Callable = nn.functional.cross_entropy,
              batch_size: int = 1024) -> tuple[float, float]:
@@ -132,7 +127,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if progress is None:
         progress = not os.environ.get("DLCV_NO_PROGRESS")
-    device = _model_device(model)
+    device = runtime.device_of(model)
     if train.x.device != device:
         raise ValueError(f"training data is on {train.x.device} but the model is on {device}; "
                          "move one of them with .to(device)")
