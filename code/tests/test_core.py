@@ -279,3 +279,39 @@ def test_device_of_reads_parameters_then_buffers():
     assert runtime.device_of(only_buffer) == torch.device("meta")
     net = nn.Sequential(nn.Linear(2, 2)).to("meta")
     assert runtime.device_of(net) == torch.device("meta")
+
+
+def test_the_package_has_no_import_circle():
+    """Each module's imports of other dlcv modules (at any depth in the file, functions
+    included) form no cycle: a module can be read, and imported, before those that use it."""
+    import ast
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    import dlcv
+    folder = Path(dlcv.__file__).parent
+    names = {m.name for m in pkgutil.iter_modules(dlcv.__path__)}
+    graph = {}
+    for name in names:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        uses = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                uses |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dlcv."):
+                uses.add(node.module.split(".")[1])
+        graph[name] = {u.split(".")[0] for u in uses} & names
+    seen, done = set(), set()
+
+    def visit(module, path):
+        assert module not in path, f"import circle: {' -> '.join(path + [module])}"
+        if module in done:
+            return
+        for used in graph[module]:
+            visit(used, path + [module])
+        done.add(module)
+
+    for name in sorted(names):
+        visit(name, [])
+    assert importlib.import_module("dlcv.__main__").fetch_all

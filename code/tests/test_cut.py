@@ -12,7 +12,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import dlcv
-from dlcv import detection, diffusion, generative, linear, nerf, runtime, segmentation, training
+from dlcv import detection, diffusion, generative, instances, linear, nerf, runtime
+from dlcv import segmentation, training
 from dlcv import translation
 from dlcv.models import SmallConvNet
 
@@ -48,8 +49,8 @@ def segmentation_cases():
     return {
         "segmentation.train_segmenter": (1, lambda: segmentation.train_segmenter(
             net, images, labels, epochs=5, batch_size=1)),
-        "segmentation.train_instance_heads": (1, lambda: segmentation.train_instance_heads(
-            segmentation.InstanceHeads(channels=8), net, images, targets, epochs=5,
+        "instances.train_instance_heads": (1, lambda: instances.train_instance_heads(
+            instances.InstanceHeads(channels=8), net, images, targets, epochs=5,
             batch_size=1)),
     }
 
