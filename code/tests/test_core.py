@@ -315,3 +315,21 @@ def test_the_package_has_no_import_circle():
     for name in sorted(names):
         visit(name, [])
     assert importlib.import_module("dlcv.__main__").fetch_all
+
+
+def test_the_static_figure_carries_its_script_from_package_data():
+    """The controls' JavaScript is package data (dlcv/static/interactive.js), called on the
+    figure's own element; its comments stay in the file, not in every page."""
+    import matplotlib.pyplot as plt
+
+    def draw(k):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot([0, k])
+        return fig
+
+    html = interactive.interactive_figure(draw, k=[1, 2], alt="a line").html()
+    uid = html.split('id="', 1)[1].split('"', 1)[0]
+    script = html.rsplit("<script>", 1)[1]
+    assert script.startswith("(function (root) {") and f"(document.getElementById('{uid}'));" in script
+    assert "//" not in script.split("})", 1)[0].replace("://", "")
+    plt.close("all")
