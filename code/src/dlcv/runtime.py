@@ -30,7 +30,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "device_of", "seed_everything", "scale", "is_smoke", "pick", "max_batches", "is_cut", "limits", "limit_steps", "epoch_batches", "setup", "build_record", "synchronize", "describe_hardware"]
+__all__ = ["get_device", "device_of", "seed_everything", "scale", "is_smoke", "pick", "max_batches", "is_cut", "limits", "limit_steps", "epoch_batches", "setup", "build_record", "synchronize", "timed", "describe_hardware"]
 
 T = TypeVar("T")
 SCALES = ("smoke", "small", "large")
@@ -166,6 +166,21 @@ def synchronize(device: torch.device) -> None:
     asynchronously, so a timing without this measures only how long it took to queue them."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(fn, device=None):
+    """Run ``fn()`` and return ``(its result, the seconds it took)``, waiting for ``device``'s
+    queued work before and after (GPU kernels run asynchronously: without the waits a timing
+    measures only how long they took to queue)."""
+    import time
+
+    if device is not None:
+        synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device is not None:
+        synchronize(device)
+    return out, time.perf_counter() - start
 
 
 def setup(seed: int = 0) -> torch.device:
