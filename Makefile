@@ -36,7 +36,7 @@ $(NODE_STAMP): package.json package-lock.json
 install: $(STAMP) $(NODE_STAMP)
 
 data: install
-	$(BIN)/python -m dlcv.data fetch
+	$(BIN)/python -m dlcv fetch
 
 book: data
 	$(BIN)/python tools/cache_key.py

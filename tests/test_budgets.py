@@ -2,7 +2,7 @@
 (tools/exec_times.py reads the same records). Run after `make book`.
 
 The budget is 90 s per chapter on an idle 2-core CPU, as the build executes it (tools/execute.py:
-two chapters side by side, one thread each; README lists the measured times). Wall
+two chapters side by side, one thread each; docs/budgets.md lists the measured times). Wall
 time on a shared machine varies, so the test fails only beyond a tolerance, twice the budget
 by default (``DLCV_BUDGET_TOLERANCE``): it catches a chapter that has grown, not a busy machine."""
 from __future__ import annotations

@@ -101,4 +101,4 @@ def test_binder_environment_is_complete():
     assert any(r.startswith("jupytext") for r in requirements)
     post = binder / "postBuild"
     assert os.access(post, os.X_OK), "postBuild must be executable"
-    assert "python -m dlcv.data fetch" in post.read_text()
+    assert "python -m dlcv fetch" in post.read_text()

@@ -3,7 +3,7 @@
 myst-nb executes chapters through jupyter-cache, which records ``execution_seconds`` for each
 notebook it runs. This script reads those records (for the chapters in ``_toc.yml``, in book
 order, the entries that match their current code) and prints a table with the hardware the
-numbers came from, for the README or a CI run's summary. A chapter taken from an older cache
+numbers came from, for docs/budgets.md or a CI run's summary. A chapter taken from an older cache
 entry shows the time of the run that made it.
 Usage: python tools/exec_times.py [CACHE_DIR]   (default _build/.jupyter_cache)
 """

@@ -17,7 +17,7 @@ their last execution took (``_build/execution-times.json``, which outlives a cle
 a fresh clone, by the times committed in ``tools/execution-times.json`` (a CPU build's, to be
 refreshed when a chapter's time changes much), and a chapter in neither first, by the length
 of its code. With the defaults on a 2-core CPU, two chapters
-run side by side on one thread each (README, "Budgets": what that gave). The glued numbers of a
+run side by side on one thread each (docs/budgets.md: what that gave). The glued numbers of a
 CPU build can depend on the thread count in their last digits (the order of floating-point
 sums), so a build is repeatable for a given ``DLCV_THREADS``.
 

@@ -181,28 +181,17 @@ def setup_cell(folder: str | Path) -> str:
     """The first cell of a notebook run under the fake device, with this file in ``folder``.
 
     At the smoke scale (the default here, and what ``tests/test_notebooks.py`` runs) the package
-    itself cuts training short; at the small or large scale ``dlcv.training.fit`` is cut to two
-    batches of two epochs here, and so is every loop that the package cuts at the smoke scale
-    (``dlcv.runtime.smoke_limits``: the detection, segmentation, generative, translation,
-    diffusion and NeRF loops); the check is about devices, not results.
+    cuts training short itself; at the small or large scale ``DLCV_MAX_BATCHES=2`` makes every
+    loop of the package cut the same way (``dlcv.runtime.max_batches``): the check is about
+    devices, not results. Nothing of the package is replaced.
     """
     return f'''
 import os, sys
 os.environ.setdefault("DLCV_SCALE", "smoke")
+os.environ.setdefault("DLCV_MAX_BATCHES", "2")
 sys.path.insert(0, {str(folder)!r})
 import fake_cuda
 fake_cuda.install()
-import dlcv.training as _training
-if os.environ["DLCV_SCALE"] != "smoke":
-    _fit = _training.fit
-    def _short_fit(model, train, val=None, *, epochs, **kw):
-        b = kw.get("batch_size", 128)
-        train = _training.TensorData(train.x[:2 * b], train.y[:2 * b])
-        val = None if val is None else _training.TensorData(val.x[:256], val.y[:256])
-        return _fit(model, train, val, epochs=min(epochs, 2), **kw)
-    _training.fit = _short_fit
-    import dlcv.runtime as _runtime
-    _runtime.smoke_limits = lambda epochs, steps: (min(epochs, 2), min(steps, 2))
 '''
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the whole book on the GPU machine that the development `device` tool lends to some
-# sessions, and measure it: the per-chapter execution table of README's "Budgets" section.
+# sessions, and measure it: the per-chapter GPU execution table of docs/budgets.md.
 # (Readers and CI never need this script: the published GPU build is .github/workflows/book.yml.)
 #
 # The device machine is offline and has torch, torchvision, NumPy, matplotlib, scikit-learn and

@@ -40,8 +40,8 @@ def test_the_smoke_scale_cuts_the_training_loops_short(monkeypatch):
     assert hist["step"] == [0, runtime.SMOKE_STEPS]
     clf = linear.SoftmaxClassifier(784, 10, generator=g)
     assert len(clf.fit(flat, y, epochs=6, batch_size=50)) == runtime.SMOKE_EPOCHS
-    assert runtime.smoke_limits(10, 40) == (runtime.SMOKE_EPOCHS, runtime.SMOKE_BATCHES)
-    assert runtime.smoke_limits(1, 1) == (1, 1)
+    assert runtime.limits(10, 40) == (runtime.SMOKE_EPOCHS, runtime.SMOKE_BATCHES)
+    assert runtime.limits(1, 1) == (1, 1)
     from dlcv import segmentation
     seen = []
     segmentation.train_segmenter(segmentation.SegmentationNet(3, width=8),
@@ -52,7 +52,7 @@ def test_the_smoke_scale_cuts_the_training_loops_short(monkeypatch):
     monkeypatch.setenv("DLCV_SCALE", "small")
     calls.clear()
     assert len(fit(net, TensorData(x, y), epochs=1, batch_size=100).train_loss) == 1 and len(calls) == 10
-    assert runtime.smoke_limits(10, 40) == (10, 40)
+    assert runtime.limits(10, 40) == (10, 40)
     assert linear.train_linear(flat, y, lr=0.1, steps=500, batch_size=10, record_every=100)[1]["step"][-1] == 500
 
 
@@ -269,3 +269,67 @@ def test_book_style_tells_lines_apart_by_more_than_colour():
     assert len({line.get_color() for line in lines}) == 8
     assert len(set(plotting.MARKERS)) == len(plotting.MARKERS) >= 10
     plt.close(fig)
+
+
+def test_device_of_reads_parameters_then_buffers():
+    assert runtime.device_of(nn.Linear(2, 2)) == torch.device("cpu")
+    assert runtime.device_of(nn.ReLU()) == torch.device("cpu")       # nothing to read: the CPU
+    only_buffer = nn.Module()
+    only_buffer.register_buffer("mean", torch.zeros(3, device="meta"))
+    assert runtime.device_of(only_buffer) == torch.device("meta")
+    net = nn.Sequential(nn.Linear(2, 2)).to("meta")
+    assert runtime.device_of(net) == torch.device("meta")
+
+
+def test_the_package_has_no_import_circle():
+    """Each module's imports of other dlcv modules (at any depth in the file, functions
+    included) form no cycle: a module can be read, and imported, before those that use it."""
+    import ast
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    import dlcv
+    folder = Path(dlcv.__file__).parent
+    names = {m.name for m in pkgutil.iter_modules(dlcv.__path__)}
+    graph = {}
+    for name in names:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        uses = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                uses |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dlcv."):
+                uses.add(node.module.split(".")[1])
+        graph[name] = {u.split(".")[0] for u in uses} & names
+    seen, done = set(), set()
+
+    def visit(module, path):
+        assert module not in path, f"import circle: {' -> '.join(path + [module])}"
+        if module in done:
+            return
+        for used in graph[module]:
+            visit(used, path + [module])
+        done.add(module)
+
+    for name in sorted(names):
+        visit(name, [])
+    assert importlib.import_module("dlcv.__main__").fetch_all
+
+
+def test_the_static_figure_carries_its_script_from_package_data():
+    """The controls' JavaScript is package data (dlcv/static/interactive.js), called on the
+    figure's own element; its comments stay in the file, not in every page."""
+    import matplotlib.pyplot as plt
+
+    def draw(k):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot([0, k])
+        return fig
+
+    html = interactive.interactive_figure(draw, k=[1, 2], alt="a line").html()
+    uid = html.split('id="', 1)[1].split('"', 1)[0]
+    script = html.rsplit("<script>", 1)[1]
+    assert script.startswith("(function (root) {") and f"(document.getElementById('{uid}'));" in script
+    assert "//" not in script.split("})", 1)[0].replace("://", "")
+    plt.close("all")

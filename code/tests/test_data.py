@@ -42,7 +42,7 @@ def test_no_source_at_all_says_what_to_do(isolated_cache, monkeypatch):
     with pytest.raises(data.DataUnavailableError) as e:
         data.load_dataset("fashion-mnist", verbose=False)
     msg = str(e.value)
-    assert "python -m dlcv.data fetch fashion-mnist" in msg and "DLCV_DATA" in msg
+    assert "python -m dlcv fetch fashion-mnist" in msg and "DLCV_DATA" in msg
     assert "network is unreachable" in msg  # what each source said
 
 

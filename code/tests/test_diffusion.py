@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dlcv import diffusion as D
+from dlcv import runtime
 
 
 def test_closed_form_equals_iterated_noising():
@@ -160,7 +161,8 @@ def test_training_lowers_the_loss_and_sampling_runs():
 
 
 def test_ancestral_sampling_is_cut_at_the_smoke_scale(monkeypatch):
-    """T passes normally; SMOKE_STEPS at DLCV_SCALE=smoke (the code path is what is checked)."""
+    """T passes normally; runtime.SMOKE_STEPS at DLCV_SCALE=smoke (the code path is what is
+    checked)."""
     sched = D.NoiseSchedule.linear(50)
     net = D.DenoisingUNet(in_channels=1, width=8, time_dim=16).eval()
     calls = []
@@ -170,4 +172,4 @@ def test_ancestral_sampling_is_cut_at_the_smoke_scale(monkeypatch):
     monkeypatch.setenv("DLCV_SCALE", "smoke")
     calls.clear()
     D.ddpm_sample(net, sched, (1, 1, 8, 8), generator=torch.Generator().manual_seed(0))
-    assert len(calls) == D.SMOKE_STEPS < 50
+    assert len(calls) == runtime.SMOKE_STEPS < 50

@@ -9,6 +9,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score
 from torch import nn
 
+from dlcv import instances as I
 from dlcv import segmentation as S
 
 
@@ -123,17 +124,17 @@ def test_half_resolution_network_trains_and_feeds_the_heads():
     assert S.mean_iou(S.predict(net, images), labels, 3) > 0.5
     # the heads cut their RoIs from the half-resolution map at spatial scale 1/2: the box
     # (0, 0, 16, 16) in image pixels is the map's top-left quarter, not the whole map
-    heads = S.InstanceHeads(channels=8)
+    heads = I.InstanceHeads(channels=8)
     zeros, lower = torch.zeros(1, 8, 16, 16), torch.zeros(1, 8, 16, 16)
     lower[..., 9:, :] = 1.0                       # differs below the top-left quarter's reach
     box = [torch.tensor([[0.0, 0.0, 16.0, 16.0]])]
     assert torch.equal(heads(zeros, box, 0.5)[0], heads(lower, box, 0.5)[0])
     assert not torch.equal(heads(zeros, box, 1.0)[0], heads(lower, box, 1.0)[0])
-    log = S.train_instance_heads(heads, net, images, targets, epochs=10, batch_size=4, jitter=0.0)
+    log = I.train_instance_heads(heads, net, images, targets, epochs=10, batch_size=4, jitter=0.0)
     assert log[-1]["mask"] < log[0]["mask"] and log[-1]["keypoints"] < log[0]["keypoints"]
-    masks, _, kps = S.predict_instances(heads, net, images[0], targets[0]["boxes"])
+    masks, _, kps = I.predict_instances(heads, net, images[0], targets[0]["boxes"])
     assert masks.shape == (1, 32, 32)
-    assert S.keypoint_error(kps, targets[0]["keypoints"]).nanmean() < 6
+    assert I.keypoint_error(kps, targets[0]["keypoints"]).nanmean() < 6
 
 
 def test_semantic_labels_and_training_reduce_the_loss():
@@ -153,25 +154,25 @@ def test_semantic_labels_and_training_reduce_the_loss():
 def test_instance_targets_and_heads():
     images, targets = toy_scenes()
     t = targets[0]
-    crops, kp_index = S.instance_targets(t["masks"], t["keypoints"], t["boxes"])
-    assert crops.shape == (1, S.MASK_SIZE, S.MASK_SIZE) and crops.mean() > 0.95  # box = mask
-    u, v = kp_index[0] % S.MASK_SIZE, kp_index[0] // S.MASK_SIZE
-    cell = lambda offset: int(offset / 12 * S.MASK_SIZE)    # a pixel centre's cell in the grid
+    crops, kp_index = I.instance_targets(t["masks"], t["keypoints"], t["boxes"])
+    assert crops.shape == (1, I.MASK_SIZE, I.MASK_SIZE) and crops.mean() > 0.95  # box = mask
+    u, v = kp_index[0] % I.MASK_SIZE, kp_index[0] // I.MASK_SIZE
+    cell = lambda offset: int(offset / 12 * I.MASK_SIZE)    # a pixel centre's cell in the grid
     assert v[0] == cell(0.5) and v[1] == cell(11.5) and u[2] == cell(0.5) and u[3] == cell(11.5)
     assert u[0] == v[2] == cell(6.5)
     far = t["keypoints"].clone()
     far[0, 0, :2] = -50
-    assert S.instance_targets(t["masks"], far, t["boxes"])[1][0, 0] == -1
+    assert I.instance_targets(t["masks"], far, t["boxes"])[1][0, 0] == -1
     torch.manual_seed(0)
     net = S.SegmentationNet(num_classes=3, width=8)
-    heads = S.InstanceHeads(channels=8)
-    log = S.train_instance_heads(heads, net, images, targets, epochs=10, batch_size=4, jitter=0.0)
+    heads = I.InstanceHeads(channels=8)
+    log = I.train_instance_heads(heads, net, images, targets, epochs=10, batch_size=4, jitter=0.0)
     assert log[-1]["mask"] < log[0]["mask"] and log[-1]["keypoints"] < log[0]["keypoints"]
-    masks, scores, kps = S.predict_instances(heads, net, images[0], t["boxes"])
+    masks, scores, kps = I.predict_instances(heads, net, images[0], t["boxes"])
     assert masks.shape == (1, 32, 32) and scores.shape == (1,)
     x1, y1, x2, y2 = t["boxes"][0].tolist()
     assert (kps[..., 0] >= x1).all() and (kps[..., 0] <= x2).all()
-    err = S.keypoint_error(kps, torch.cat([t["keypoints"][:, :3], torch.zeros(1, 1, 3)], 1)[:, :4])
+    err = I.keypoint_error(kps, torch.cat([t["keypoints"][:, :3], torch.zeros(1, 1, 3)], 1)[:, :4])
     assert torch.isnan(err[0, 3]) and not torch.isnan(err[0, :3]).any()
 
 

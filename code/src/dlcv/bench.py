@@ -13,7 +13,7 @@ Each way runs one untimed warm-up epoch, then ``--repeats`` timed rounds of ``--
 interleaved with the other ways so that a busy machine slows all three alike; the median round
 counts. On a CUDA GPU the timings synchronise the device. It runs on the CPU and, where present,
 on CUDA (``--device`` chooses one). This is a measurement, not a test: it asserts nothing, and its
-table is in the README.
+table is in docs/budgets.md.
 """
 from __future__ import annotations
 

@@ -20,9 +20,11 @@ __all__ = ["glue", "HAVE_MYST_NB"]
 HAVE_MYST_NB = _myst_glue is not None
 
 
-def glue(name: str, value: Any, display: bool = True) -> None:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """``myst_nb.glue(name, value, display)`` when myst-nb is installed; else show ``value``
-    if ``display`` is true and do nothing more."""
+    if ``display`` is true and do nothing more. Unlike myst-nb's, ``display`` is off by
+    default: the book glues a value to quote it in the prose, and the cell prints what a
+    reader should see."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue needs a non-empty name, got {name!r}")
     if _myst_glue is not None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import runtime
+
 __all__ = ["Layer", "layer_table", "count_flops", "count_params", "table_html", "totals", "meta_model",
            "torchvision_complexity"]
 
@@ -48,13 +50,12 @@ def _forward_once(model: nn.Module, input_shape: tuple[int, ...], context=None) 
     """One forward pass on a zero input of ``input_shape`` (plus the batch axis) on the model's
     device, in evaluation mode and without gradients, inside ``context`` if given; the model's
     training mode is restored afterwards."""
-    from dlcv.training import _model_device
 
     was_training = model.training
     model.eval()
     try:
         with context or contextlib.nullcontext(), torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=_model_device(model)))
+            model(torch.zeros(1, *input_shape, device=runtime.device_of(model)))
     finally:
         model.train(was_training)
 

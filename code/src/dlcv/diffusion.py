@@ -36,9 +36,6 @@ __all__ = ["NoiseSchedule", "TimeEmbedding", "DenoisingUNet", "diffusion_loss", 
            "LatentAutoencoder", "train_latent_autoencoder"]
 
 
-SMOKE_STEPS = 10   # ancestral steps at the smoke scale
-
-
 class NoiseSchedule:
     """The forward (noising) process: ``betas [T]`` (float64), ``alphas``, ``alpha_bars``."""
 
@@ -216,11 +213,12 @@ def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
                 labels: torch.Tensor | None = None, guidance: float = 1.0, clip: float | None = 1.0,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of ``ddpm_step`` (no noise at
-    the last step). One network pass per step. At the smoke scale only the last
-    ``SMOKE_STEPS`` steps run: the code path is checked, the result means nothing."""
-    device = device or next(model.parameters()).device
+    the last step). One network pass per step. When training is cut (the smoke scale,
+    ``dlcv.runtime.limit_steps``) only the last ``runtime.SMOKE_STEPS`` steps run: the code
+    path is checked, the result means nothing."""
+    device = device or runtime.device_of(model)
     x = torch.randn(shape, generator=generator).to(device)
-    start = min(schedule.T, SMOKE_STEPS) if runtime.is_smoke() else schedule.T
+    start = runtime.limit_steps(schedule.T)
     for t in reversed(range(start)):
         tt = torch.full((shape[0],), t, dtype=torch.long, device=device)
         eps = guided_noise(model, x, tt, labels, guidance)
@@ -276,7 +274,7 @@ def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, ste
     no clamp) and the noise recomputed from it."""
     if not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
-    device = device or next(model.parameters()).device
+    device = device or runtime.device_of(model)
     times = torch.linspace(schedule.T - 1, 0, steps).round().long().tolist()
     x = torch.randn(shape, generator=generator).to(device)
     for i, t in enumerate(times):
@@ -300,7 +298,7 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
         raise ValueError(f"images must be float [N, C, H, W] in [-1, 1], got {images.dtype} {tuple(images.shape)}")
     if labels is not None and model.classes is None:
         raise ValueError("labels given to a model built without classes")
-    device = next(model.parameters()).device
+    device = runtime.device_of(model)
     gen = torch.Generator().manual_seed(seed)   # the batches' order and the noise, one stream
 
     def batch_loss(idx):
@@ -367,7 +365,7 @@ def train_latent_autoencoder(model: LatentAutoencoder, images: torch.Tensor, *, 
                              batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Adam on the mean squared reconstruction error of ``images [N, 1, 32, 32]`` in ``[-1, 1]``;
     returns each epoch's mean, and sets the codes' ``scale`` at the end."""
-    device = next(model.parameters()).device
+    device = runtime.device_of(model)
 
     def batch_loss(idx):
         x = images[idx].to(device)

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from . import runtime
 
-__all__ = ["MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "Autoencoder", "VAE", "VectorQuantizer",
+__all__ = ["DigitReader", "MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "Autoencoder", "VAE", "VectorQuantizer",
            "VQVAE", "codebook_usage", "Generator", "Discriminator", "discriminator_loss", "generator_loss",
            "optimal_discriminator", "gan_value", "adain", "StyleMapping", "frechet_distance",
            "train_autoencoder", "train_vae", "train_vqvae", "train_pixelcnn", "train_gan"]
@@ -399,6 +399,41 @@ class StyleMapping(nn.Module):
         return out
 
 
+class DigitReader:
+    """A digit classifier trained in the book, used to judge generated digits: its 16-number
+    feature layer is the space of the Fréchet distance (``features``), and its prediction reads
+    which digit a sample shows (``labels``, ``agreement``). A ``SmallConvNet(feature_dim=16)``
+    trained with ``dlcv.training.fit`` and Adam at ``lr`` for ``epochs`` on ``images
+    [N, 1, 28, 28]`` in [0, 1] with ``labels [N]``, from ``torch.manual_seed(seed)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+                 lr: float = 2e-3, seed: int = 0, device=None):
+        from .models import SmallConvNet
+        from .training import TensorData, fit
+
+        device = torch.device(device) if device is not None else images.device
+        torch.manual_seed(seed)
+        self.net = SmallConvNet(feature_dim=16).to(device)
+        fit(self.net, TensorData(images, labels).to(device), epochs=epochs, lr=lr)
+        self.net.eval()
+        self.device = device
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``[N, 1, 28, 28]`` in [0, 1] -> the feature layer ``[N, 16]``, on the CPU."""
+        return torch.cat([self.net.features(b.to(self.device)).cpu() for b in images.split(500)])
+
+    @torch.no_grad()
+    def labels(self, images: torch.Tensor) -> torch.Tensor:
+        """The digit each image ``[N, 1, 28, 28]`` is read as, ``[N]`` on the CPU."""
+        return torch.cat([self.net(b.to(self.device)).argmax(1).cpu() for b in images.split(500)])
+
+    def agreement(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """The share of ``images`` read as their ``labels`` (a test accuracy, or how often
+        class-conditional samples show the digit asked for)."""
+        return (self.labels(images) == labels.cpu()).float().mean().item()
+
+
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """The Fréchet distance between Gaussians fitted to two sets of features ``[N, D]`` and
     ``[M, D]``: ``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, with unbiased
@@ -426,8 +461,6 @@ def _batches(n: int, batch_size: int, epochs: int, seed: int):
     return runtime.epoch_batches(n, batch_size, epochs, torch.Generator().manual_seed(seed))
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -441,7 +474,7 @@ def _train_terms(model: nn.Module, images: torch.Tensor, names: tuple[str, ...],
     """Adam on the sum of the per-example terms ``model(x)`` returns (named ``names``), averaged
     over the batch; returns each epoch's mean of every term."""
     _check_images(images)
-    device = _device(model)
+    device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     log, sums, count, current = [], dict.fromkeys(names, 0.0), 0, 0
     model.train()
@@ -499,7 +532,7 @@ def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_
     else:
         _check_images(images)
         levels = quantise(images, model.levels)
-    device = _device(model)
+    device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     log, total, count, current = [], 0.0, 0, 0
     model.train()
@@ -528,7 +561,7 @@ def train_gan(generator: Generator, discriminator: Discriminator, images: torch.
     on fake images, the numbers a GAN's training is watched by; ``on_epoch(epoch)`` is called
     after each epoch (to record samples)."""
     _check_images(images)
-    device = _device(generator)
+    device = runtime.device_of(generator)
     gen = torch.Generator().manual_seed(seed + 1)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))

@@ -68,7 +68,7 @@ class InteractiveFigure:
         self.draw, self.params, self.dpi, self.alt = draw, {k: list(v) for k, v in params.items()}, dpi, alt
         self.frames: dict[str, str] = {}
         combos = list(itertools.product(*[range(len(v)) for v in self.params.values()]))
-        if runtime.is_smoke():
+        if runtime.is_cut():
             combos = list(dict.fromkeys([combos[0], combos[-1]]))
         for combo in combos:
             kwargs = {name: self.params[name][i] for name, i in zip(self.params, combo)}
@@ -104,16 +104,7 @@ class InteractiveFigure:
                 controls.append(f'<label style="margin-right:1.5em">{label} '
                                 f'<select data-dlcv-param="{j}" data-name="{label}">{opts}</select></label>')
         first = next(iter(self.frames))
-        script = (
-            "(function(){var r=document.getElementById('%s'),img=r.querySelector('img');"
-            "var f=JSON.parse(r.querySelector('script[type=\"application/json\"]').textContent);"
-            "var c=r.querySelectorAll('[data-dlcv-param]');"
-            "function u(){var k=[],said=[];c.forEach(function(e){k.push(e.value);"
-            "var v=e.dataset.values?JSON.parse(e.dataset.values)[+e.value]:e.options[e.selectedIndex].text;"
-            "var o=r.querySelector('[data-dlcv-out=\"'+e.dataset.dlcvParam+'\"]');if(o){o.textContent=v;}"
-            "if(e.type==='range'){e.setAttribute('aria-valuetext',v);}said.push(e.dataset.name+' = '+v);});"
-            "img.src=f[k.join(',')];img.alt=r.dataset.alt+' ('+said.join(', ')+')';}"
-            "c.forEach(function(e){e.addEventListener('input',u);e.addEventListener('change',u);});})();" % uid)
+        script = f"{_script()}(document.getElementById('{uid}'));"
         alt = f"{self.alt} ({', '.join(first_said)})"
         return (f'<div id="{uid}" class="dlcv-interactive" data-alt="{html.escape(self.alt)}">'
                 f'<div style="margin-bottom:.5em">{"".join(controls)}</div>'
@@ -157,6 +148,15 @@ class InteractiveFigure:
             data = widget_bundle[0] if isinstance(widget_bundle, tuple) else widget_bundle
             bundle.update({k: v for k, v in data.items() if k != "text/plain"})
         return bundle
+
+
+def _script() -> str:
+    """The controls' JavaScript (``static/interactive.js``, package data): a function of the
+    figure's root element, without its comment lines."""
+    from importlib.resources import files
+
+    text = files("dlcv").joinpath("static/interactive.js").read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if not line.startswith("//")).strip()
 
 
 def interactive_figure(draw: Callable[..., Any], dpi: int = 72, alt: str = "interactive figure",

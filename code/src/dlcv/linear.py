@@ -7,6 +7,7 @@ check it against ``torch.nn.functional`` and ``torch.autograd``.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -137,13 +138,14 @@ class SoftmaxClassifier:
             batch_size: int | None = None, l2: float = 0.0,
             generator: torch.Generator | None = None) -> list[float]:
         """Minibatch gradient descent on ``cross_entropy + l2 * ||W||^2``; returns the mean
-        loss of each epoch. ``batch_size=None`` is full-batch gradient descent. At the smoke scale
-        (``dlcv.runtime``) at most ``SMOKE_EPOCHS`` epochs of ``SMOKE_BATCHES`` batches."""
+        loss of each epoch. ``batch_size=None`` is full-batch gradient descent. Cut short as
+        ``dlcv.runtime.limits`` says (the smoke scale)."""
         if lr <= 0 or epochs < 1:
             raise ValueError(f"need lr > 0 and epochs >= 1, got lr={lr}, epochs={epochs}")
         _check_labels(y, len(x), self.W.shape[0])
-        if runtime.is_smoke():  # a check that the code runs: one or two short epochs
-            epochs, keep = min(epochs, runtime.SMOKE_EPOCHS), runtime.SMOKE_BATCHES * (batch_size or len(y))
+        if runtime.is_cut():  # a check that the code runs: one or two short epochs
+            epochs, steps = runtime.limits(epochs, math.ceil(len(y) / (batch_size or len(y))))
+            keep = steps * (batch_size or len(y))
             x, y = x[:keep], y[:keep]
         n, bs = len(y), batch_size or len(y)
         losses = []
@@ -192,8 +194,8 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, opt
     SGD and Adam and decoupled decay for AdamW. ``batch_size=None`` is full-batch.
     Returns ``(model, history)``; history holds ``step``, ``train_loss`` (the data loss on the
     whole training set), and ``val_loss``/``val_acc`` when validation data are given, every
-    ``record_every`` steps and after the last. At the smoke scale (``dlcv.runtime``) it stops
-    after ``runtime.SMOKE_STEPS`` steps.
+    ``record_every`` steps and after the last. When training is cut (the smoke scale,
+    ``dlcv.runtime.limit_steps``) it stops after ``runtime.SMOKE_STEPS`` steps.
     """
     if optimizer not in _TORCH_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {sorted(_TORCH_OPTIMIZERS)}")
@@ -203,8 +205,7 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, opt
         raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}")
     c = num_classes or int(y.max()) + 1
     _check_labels(y, len(x), c)
-    if runtime.is_smoke():  # a check that the code runs: a few steps
-        steps = min(steps, runtime.SMOKE_STEPS)
+    steps = runtime.limit_steps(steps)       # a few steps when training is cut (smoke)
     gen = torch.Generator().manual_seed(seed)
     model = torch.nn.Linear(x.shape[1], c).to(x.device)
     with torch.no_grad():

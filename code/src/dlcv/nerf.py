@@ -131,7 +131,7 @@ def render_rays(model: TinyNeRF, origins: torch.Tensor, dirs: torch.Tensor, near
 def render_image(model: TinyNeRF, height: int, width: int, focal: float, pose: torch.Tensor,
                  near: float, far: float, samples: int, chunk: int = 4096) -> torch.Tensor:
     """A whole view ``[H, W, 3]``, rendered in chunks of rays."""
-    device = next(model.parameters()).device
+    device = runtime.device_of(model)
     origins, dirs = camera_rays(height, width, focal, pose)
     out = [render_rays(model, o.to(device), d.to(device), near, far, samples)
            for o, d in zip(origins.split(chunk), dirs.split(chunk))]
@@ -153,7 +153,7 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
     if images.ndim != 4 or images.shape[-1] != 3 or len(poses) != len(images):
         raise ValueError(f"images must be [V, H, W, 3] with one pose each, got {tuple(images.shape)} "
                          f"and {len(poses)} poses")
-    device = next(model.parameters()).device
+    device = runtime.device_of(model)
     v, h, w, _ = images.shape
     rays = [camera_rays(h, w, focal, p) for p in poses]
     origins = torch.cat([r[0] for r in rays]).to(device)
@@ -161,7 +161,7 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
     target = images.reshape(-1, 3).to(device)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    _, steps = runtime.smoke_limits(1, steps)
+    steps = runtime.limit_steps(steps)
     log = []
     model.train()
     for _ in range(steps):

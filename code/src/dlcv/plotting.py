@@ -11,7 +11,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["use_book_style", "image_grid", "plot_curves", "plot_confusion", "glue_figure", "PALETTE",
+__all__ = ["use_book_style", "image_grid", "image_row", "row_label", "plot_curves", "plot_confusion", "glue_figure", "PALETTE",
            "LINESTYLES", "MARKERS"]
 
 # Okabe–Ito colours: distinguishable with the common forms of colour blindness.
@@ -121,6 +121,25 @@ def plot_confusion(y_true, y_pred, classes: Sequence[str], normalize: bool = Tru
         ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+def image_row(ax_row, images, titles: Sequence[str] | None = None) -> None:
+    """Draw grey images ``[N, 1, H, W]`` in [0, 1] along a row of axes, dark on light, without
+    ticks or frames; ``titles`` (optional) above them. Chapters 15 and 16 show samples so."""
+    for k, ax in enumerate(ax_row):
+        ax.imshow(images[k, 0].detach().cpu(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=8)
+
+
+def row_label(ax, text: str) -> None:
+    """Name a row of images at its left (the axes' y label, so that the layout makes room)."""
+    ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=8)
 
 
 def glue_figure(name: str, fig) -> None:

@@ -15,9 +15,12 @@ reading its results: ``pick`` returns its ``smoke`` value (the ``small`` one whe
 gives none), the package's training loops stop after a few batches (``SMOKE_EPOCHS``,
 ``SMOKE_BATCHES``, ``SMOKE_STEPS``) and interactive figures draw two frames. The book's tests
 execute every generated notebook this way (``DLCV_SCALE=smoke``); it is never chosen by default.
+The same cut, at any scale, where ``DLCV_MAX_BATCHES`` is set (``max_batches``): every loop
+reads it here, through ``limits``, ``limit_steps`` or ``epoch_batches``.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
@@ -27,13 +30,14 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "scale", "is_smoke", "pick", "smoke_limits", "epoch_batches", "setup", "build_record", "synchronize", "describe_hardware"]
+__all__ = ["get_device", "device_of", "seed_everything", "scale", "is_smoke", "pick", "max_batches", "is_cut", "limits", "limit_steps", "epoch_batches", "setup", "build_record", "synchronize", "timed", "describe_hardware"]
 
 T = TypeVar("T")
 SCALES = ("smoke", "small", "large")
 # what the package's training loops (training.fit, linear.train_linear, SoftmaxClassifier.fit) run
 # at the smoke scale: at most this many epochs, batches per epoch, steps
 SMOKE_EPOCHS, SMOKE_BATCHES, SMOKE_STEPS = 2, 2, 20
+MAX_BATCHES_VARIABLE = "DLCV_MAX_BATCHES"
 _announced: set[str] = set()
 
 
@@ -51,6 +55,14 @@ def get_device(verbose: bool = True) -> torch.device:
         _announced.add(dev.type)
         print(f"dlcv: running on {dev.type} ({name}), scale '{scale()}'")
     return dev
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device a model lives on: that of its first parameter, else of its first buffer,
+    else the CPU (a model with neither, such as ``nn.ReLU()``, runs wherever its input is)."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -98,20 +110,46 @@ def pick(small: T, large: T, smoke: T | None = None) -> T:
     return small
 
 
-def smoke_limits(epochs: int, steps: int) -> tuple[int, int]:
-    """``(epochs, steps per epoch)`` cut to ``SMOKE_EPOCHS`` and ``SMOKE_BATCHES`` at the smoke
-    scale, unchanged otherwise: the one limit every hand-written training loop applies."""
-    if is_smoke():
-        return min(epochs, SMOKE_EPOCHS), min(steps, SMOKE_BATCHES)
+def max_batches() -> int | None:
+    """How many batches an epoch may run, or None for no cut: ``SMOKE_BATCHES`` at the smoke
+    scale, else the whole number that ``DLCV_MAX_BATCHES`` gives where it is set (the fake GPU
+    of the book's tests, ``tools/fake_cuda.py``, sets it to check the device paths of the small
+    and large scales quickly). The one cut every loop of the package reads."""
+    value = os.environ.get(MAX_BATCHES_VARIABLE, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{MAX_BATCHES_VARIABLE} must be a positive whole number, got {value!r}")
+        return int(value)
+    return SMOKE_BATCHES if is_smoke() else None
+
+
+def is_cut() -> bool:
+    """True when training is cut short (``max_batches``): code paths are checked, results
+    mean nothing."""
+    return max_batches() is not None
+
+
+def limits(epochs: int, steps: int) -> tuple[int, int]:
+    """``(epochs, steps per epoch)``, cut to ``SMOKE_EPOCHS`` and ``max_batches()`` when
+    training is cut, unchanged otherwise: the limit every training loop applies."""
+    cut = max_batches()
+    if cut is not None:
+        return min(epochs, SMOKE_EPOCHS), min(steps, cut)
     return epochs, steps
+
+
+def limit_steps(steps: int) -> int:
+    """A loop counted in steps rather than epochs (or a sampler's steps): at most
+    ``SMOKE_STEPS`` when training is cut."""
+    return min(steps, SMOKE_STEPS) if is_cut() else steps
 
 
 def epoch_batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
     """``(epoch, index tensor)`` for every batch of a hand-written loop over ``n`` examples: a
-    fresh permutation from ``generator`` at the start of each epoch, cut by ``smoke_limits``.
+    fresh permutation from ``generator`` at the start of each epoch, cut by ``limits``.
     The loop may draw from the same generator between batches (noise, crops): the
     permutations are drawn lazily, so the stream is the one a loop written out would draw."""
-    epochs, steps = smoke_limits(epochs, math.ceil(n / batch_size))
+    epochs, steps = limits(epochs, math.ceil(n / batch_size))
     for epoch in range(epochs):
         order = torch.randperm(n, generator=generator)
         for s in range(steps):
@@ -128,6 +166,21 @@ def synchronize(device: torch.device) -> None:
     asynchronously, so a timing without this measures only how long it took to queue them."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(fn, device=None):
+    """Run ``fn()`` and return ``(its result, the seconds it took)``, waiting for ``device``'s
+    queued work before and after (GPU kernels run asynchronously: without the waits a timing
+    measures only how long they took to queue)."""
+    import time
+
+    if device is not None:
+        synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device is not None:
+        synchronize(device)
+    return out, time.perf_counter() - start
 
 
 def setup(seed: int = 0) -> torch.device:

@@ -7,6 +7,7 @@ and read once per epoch, so a GPU is not forced to wait for the host every step.
 """
 from __future__ import annotations
 
+import math
 import os
 
 from dataclasses import dataclass, field
@@ -68,11 +69,6 @@ class History:
         return {k: v for k, v in vars(self).items() if isinstance(v, list) and v}
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TensorData, loss_fn: Callable = nn.functional.cross_entropy,
              batch_size: int = 1024) -> tuple[float, float]:
@@ -119,9 +115,9 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     loads it at the end, and ``patience`` stops early after that many epochs without a new best
     (early stopping); ``history.best_epoch`` records it (0-based).
 
-    At the smoke scale (``DLCV_SCALE=smoke``, see ``dlcv.runtime``) it trains at most
-    ``runtime.SMOKE_EPOCHS`` epochs of ``runtime.SMOKE_BATCHES`` batches, and validates on as many
-    examples: every step of the loop runs, in seconds.
+    When training is cut (the smoke scale, or ``DLCV_MAX_BATCHES``: ``runtime.limits``) it
+    trains at most ``runtime.SMOKE_EPOCHS`` epochs of ``runtime.max_batches()`` batches, and
+    validates on as many examples: every step of the loop runs, in seconds.
     """
     from tqdm.auto import tqdm
 
@@ -131,7 +127,7 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if progress is None:
         progress = not os.environ.get("DLCV_NO_PROGRESS")
-    device = _model_device(model)
+    device = runtime.device_of(model)
     if train.x.device != device:
         raise ValueError(f"training data is on {train.x.device} but the model is on {device}; "
                          "move one of them with .to(device)")
@@ -139,8 +135,9 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
         raise ValueError("restore_best and patience need validation data (val=...)")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be a positive number of epochs, got {patience}")
-    if runtime.is_smoke():
-        epochs, n = min(epochs, runtime.SMOKE_EPOCHS), runtime.SMOKE_BATCHES * batch_size
+    if runtime.is_cut():
+        epochs, steps = runtime.limits(epochs, math.ceil(len(train) / batch_size))
+        n = steps * batch_size
         train = TensorData(train.x[:n], train.y[:n])
         val = None if val is None else TensorData(val.x[:n], val.y[:n])
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)

@@ -170,7 +170,7 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y:
     0.5, as pix2pix); returns each epoch's mean of ``d``, ``g_gan`` and ``l1``."""
     if len(x) != len(y):
         raise ValueError(f"pix2pix needs pairs: {len(x)} inputs and {len(y)} targets")
-    device = next(G.parameters()).device
+    device = runtime.device_of(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
     keys = ("d", "g_gan", "l1")
@@ -205,7 +205,7 @@ def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epoch
     independently): a step of both discriminators, then of both generators. Returns each
     epoch's mean of every loss term (``idt`` only with ``identity``, the identity term's weight;
     the paper uses ``0.5 lam`` where colours must be kept, 0 elsewhere)."""
-    device = next(G.parameters()).device
+    device = runtime.device_of(G)
     opt_g = torch.optim.Adam(list(G.parameters()) + list(Fb.parameters()), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(seed + 1)
