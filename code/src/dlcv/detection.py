@@ -30,6 +30,7 @@ import torchvision.ops as tvops
 from torch import nn
 
 from . import runtime
+from .training import run_epochs
 from .boxes import box_iou, decode_boxes, encode_boxes
 
 __all__ = ["STRIDE", "make_anchors", "match_anchors", "SingleStageDetector", "detection_loss",
@@ -200,39 +201,37 @@ def train_detector(model: SingleStageDetector, images: torch.Tensor, targets: li
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.1)
     anchors = model.anchors(*images.shape[-2:])
     W = images.shape[-1]
-    log, running, step = [], {}, 0
-    model.train()
-    while step < total:
-        order = torch.randperm(len(images), generator=gen)
-        for i in range(0, len(images), batch_size):
-            if step >= total:
-                break
-            idx = order[i:i + batch_size]
-            x = images[idx].to(device).float() / 255
-            tg = [{"boxes": targets[j]["boxes"].to(device), "labels": targets[j]["labels"].to(device)}
-                  for j in idx.tolist()]
-            if flip:
-                mirrored = torch.rand(len(idx), generator=gen) < 0.5
-                for k in torch.nonzero(mirrored).flatten().tolist():
-                    x[k] = x[k].flip(-1)
-                    b = tg[k]["boxes"]
-                    tg[k] = {"boxes": torch.stack([W - b[:, 2], b[:, 1], W - b[:, 0], b[:, 3]], 1),
-                             "labels": tg[k]["labels"]}
-            _, logits, transforms = model(x)
-            losses = detection_loss(logits, transforms, anchors, tg)
-            loss = losses["classification"] + losses["box"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            for k, v in losses.items():
-                running[k] = running.get(k, 0.0) + v.item()
-            if step % log_every == 0 or step == total:
-                n = (step - 1) % log_every + 1
-                log.append({"step": step, **{k: v / n for k, v in running.items()}})
-                running = {}
-    model.eval()
+    log, running, done = [], {}, 0
+
+    def step(epoch, idx):
+        nonlocal done
+        x = images[idx].to(device).float() / 255
+        tg = [{"boxes": targets[j]["boxes"].to(device), "labels": targets[j]["labels"].to(device)}
+              for j in idx.tolist()]
+        if flip:
+            mirrored = torch.rand(len(idx), generator=gen) < 0.5
+            for k in torch.nonzero(mirrored).flatten().tolist():
+                x[k] = x[k].flip(-1)
+                b = tg[k]["boxes"]
+                tg[k] = {"boxes": torch.stack([W - b[:, 2], b[:, 1], W - b[:, 0], b[:, 3]], 1),
+                         "labels": tg[k]["labels"]}
+        _, logits, transforms = model(x)
+        losses = detection_loss(logits, transforms, anchors, tg)
+        loss = losses["classification"] + losses["box"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        done += 1
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + v.item()
+        if done % log_every == 0 or done == total:      # the curve, every log_every steps
+            n = (done - 1) % log_every + 1
+            log.append({"step": done, **{k: v / n for k, v in running.items()}})
+            running.clear()
+        return {}                                       # no per-epoch means: the curve is it
+
+    run_epochs(model, len(images), batch_size=batch_size, epochs=epochs, generator=gen, step=step)
     return log
 
 
@@ -329,31 +328,24 @@ def train_second_stage(head: SecondStage, detector: SingleStageDetector, images:
     device = runtime.device_of(detector)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    steps = math.ceil(len(images) / batch_size)
-    epochs, steps = runtime.limits(epochs, steps)
-    log = []
-    for _ in range(epochs):
-        order, sums = torch.randperm(len(images), generator=gen), {}
-        head.train()
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            x = images[idx].to(device).float() / 255
-            tg = [{"boxes": targets[j]["boxes"].to(device), "labels": targets[j]["labels"].to(device)}
-                  for j in idx.tolist()]
-            with torch.no_grad():        # one pass of the frozen detector gives both
-                features, *outputs = _forward(detector, x)
-                proposals = _proposals(*outputs, x.shape[-2:])
-            proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, tg)]
-            logits, transforms = head(features, proposals)
-            losses = second_stage_loss(logits, transforms, proposals, tg)
-            opt.zero_grad()
-            (losses["classification"] + losses["box"]).backward()
-            opt.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-        log.append({k: v / steps for k, v in sums.items()})
-    head.eval()
-    return log
+
+    def step(epoch, idx):
+        x = images[idx].to(device).float() / 255
+        tg = [{"boxes": targets[j]["boxes"].to(device), "labels": targets[j]["labels"].to(device)}
+              for j in idx.tolist()]
+        with torch.no_grad():        # one pass of the frozen detector gives both
+            features, *outputs = _forward(detector, x)
+            proposals = _proposals(*outputs, x.shape[-2:])
+        proposals = [torch.cat([p, t["boxes"]]) for p, t in zip(proposals, tg)]
+        logits, transforms = head(features, proposals)
+        losses = second_stage_loss(logits, transforms, proposals, tg)
+        opt.zero_grad()
+        (losses["classification"] + losses["box"]).backward()
+        opt.step()
+        return losses
+
+    return run_epochs(head, len(images), batch_size=batch_size, epochs=epochs, generator=gen,
+                      step=step)
 
 
 @torch.no_grad()

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import runtime
+from .training import run_epochs
 
 __all__ = ["NoiseSchedule", "TimeEmbedding", "DenoisingUNet", "diffusion_loss", "guided_noise",
            "ddpm_step", "ddpm_sample", "ddim_sample", "predicted_x0", "train_diffusion",
@@ -311,22 +312,18 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
 def _adam_epochs(model: nn.Module, n: int, batch_size: int, epochs: int, lr: float,
                  generator: torch.Generator, batch_loss) -> list[float]:
     """Adam on ``batch_loss(index tensor)`` over shuffled batches of ``n`` examples
-    (``runtime.epoch_batches``, drawing from ``generator``); returns each epoch's mean loss."""
+    (``training.run_epochs``, drawing from ``generator``); returns each epoch's mean loss."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    totals, counts = [], []
-    model.train()
-    for epoch, idx in runtime.epoch_batches(n, batch_size, epochs, generator):
-        if epoch == len(totals):
-            totals.append(0.0)
-            counts.append(0)
+
+    def step(epoch, idx):
         loss = batch_loss(idx)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        totals[epoch] += loss.item()
-        counts[epoch] += 1
-    model.eval()
-    return [t / c for t, c in zip(totals, counts)]
+        return {"loss": loss}
+
+    log = run_epochs(model, n, batch_size=batch_size, epochs=epochs, generator=generator, step=step)
+    return [e["loss"] for e in log]
 
 
 class LatentAutoencoder(nn.Module):

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import runtime
+from .training import run_epochs
 
 __all__ = ["DigitReader", "MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "Autoencoder", "VAE", "VectorQuantizer",
            "VQVAE", "codebook_usage", "Generator", "Discriminator", "discriminator_loss", "generator_loss",
@@ -456,13 +457,6 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # ----------------------------------------------------------------------------- training loops
-def _batches(n: int, batch_size: int, epochs: int, seed: int):
-    """``(epoch, index tensor)`` for shuffled batches from their own seeded generator."""
-    return runtime.epoch_batches(n, batch_size, epochs, torch.Generator().manual_seed(seed))
-
-
-
-
 def _check_images(images: torch.Tensor) -> None:
     if images.ndim != 4 or images.shape[1] != 1 or images.dtype.is_floating_point is False:
         raise ValueError(f"images must be float [N, 1, H, W] in [0, 1], got {images.dtype} "
@@ -472,27 +466,21 @@ def _check_images(images: torch.Tensor) -> None:
 def _train_terms(model: nn.Module, images: torch.Tensor, names: tuple[str, ...], *, epochs: int,
                  batch_size: int, lr: float, seed: int) -> list[dict]:
     """Adam on the sum of the per-example terms ``model(x)`` returns (named ``names``), averaged
-    over the batch; returns each epoch's mean of every term."""
+    over the batch; returns each epoch's mean of every term (``training.run_epochs``)."""
     _check_images(images)
     device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    log, sums, count, current = [], dict.fromkeys(names, 0.0), 0, 0
-    model.train()
-    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
-        if epoch != current:
-            log.append({k: v / count for k, v in sums.items()})
-            sums, count, current = dict.fromkeys(names, 0.0), 0, epoch
+
+    def step(epoch, idx):
         terms = model(images[idx].to(device))
         loss = sum(t.mean() for t in terms)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        for name, t in zip(names, terms):
-            sums[name] += t.sum().item()
-        count += len(idx)
-    log.append({k: v / count for k, v in sums.items()})
-    model.eval()
-    return log
+        return {name: t.sum() for name, t in zip(names, terms)}   # totals: per example below
+
+    return run_epochs(model, len(images), batch_size=batch_size, epochs=epochs,
+                      generator=torch.Generator().manual_seed(seed), step=step, per="example")
 
 
 def train_vae(vae: VAE, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
@@ -534,21 +522,17 @@ def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_
         levels = quantise(images, model.levels)
     device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    log, total, count, current = [], 0.0, 0, 0
-    model.train()
-    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
-        if epoch != current:
-            log.append(total / count)
-            total, count, current = 0.0, 0, epoch
+
+    def step(epoch, idx):
         loss = model.nll_bits_per_pixel(levels[idx].to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total += loss.item() * len(idx)
-        count += len(idx)
-    log.append(total / count)
-    model.eval()
-    return log
+        return {"bits": loss.item() * len(idx)}
+
+    log = run_epochs(model, len(images), batch_size=batch_size, epochs=epochs,
+                     generator=torch.Generator().manual_seed(seed), step=step, per="example")
+    return [e["bits"] for e in log]
 
 
 def train_gan(generator: Generator, discriminator: Discriminator, images: torch.Tensor, *,
@@ -565,40 +549,23 @@ def train_gan(generator: Generator, discriminator: Discriminator, images: torch.
     gen = torch.Generator().manual_seed(seed + 1)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
-    keys = ("d_loss", "g_loss", "d_real", "d_fake")
-    log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
 
-    def close_epoch(epoch):
-        log.append({k: v / count for k, v in sums.items()})
-        if on_epoch is not None:
-            generator.eval()
-            on_epoch(epoch)
-            generator.train()
-
-    generator.train()
-    discriminator.train()
-    for epoch, idx in _batches(len(images), batch_size, epochs, seed):
-        if epoch != current:
-            close_epoch(current)
-            sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
+    def step(epoch, idx):
         real = images[idx].to(device)
         z = torch.randn(len(idx), generator.latent, generator=gen).to(device)
         fake = generator(z)
         real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
-        d_loss = discriminator_loss(real_logits, fake_logits)
+        d_loss = discriminator_loss(real_logits, fake_logits)     # first the discriminator
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
-        g_loss = generator_loss(discriminator(fake))
+        g_loss = generator_loss(discriminator(fake))              # then the generator
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
-        sums["d_loss"] += d_loss.item()
-        sums["g_loss"] += g_loss.item()
-        sums["d_real"] += torch.sigmoid(real_logits).mean().item()
-        sums["d_fake"] += torch.sigmoid(fake_logits).mean().item()
-        count += 1
-    close_epoch(current)
-    generator.eval()
-    discriminator.eval()
-    return log
+        return {"d_loss": d_loss, "g_loss": g_loss, "d_real": torch.sigmoid(real_logits).mean(),
+                "d_fake": torch.sigmoid(fake_logits).mean()}
+
+    return run_epochs([generator, discriminator], len(images), batch_size=batch_size,
+                      epochs=epochs, generator=torch.Generator().manual_seed(seed), step=step,
+                      on_epoch=on_epoch)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import runtime
+from .training import run_epochs
 from .segmentation import SegmentationNet
 
 __all__ = ["ROI_SIZE", "MASK_SIZE", "InstanceHeads", "instance_targets", "train_instance_heads",
@@ -90,40 +91,34 @@ def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images
     losses."""
     device = runtime.device_of(backbone)
     gen = torch.Generator().manual_seed(seed)
-    steps = math.ceil(len(images) / batch_size)
-    epochs, steps = runtime.limits(epochs, steps)
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=1e-4)
-    log = []
-    for _ in range(epochs):
-        heads.train()
-        order, sums = torch.randperm(len(images), generator=gen), {"mask": 0.0, "keypoints": 0.0}
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size].tolist()
-            x = images[idx].to(device).float() / 255
-            with torch.no_grad():
-                feats = backbone.features(x)
-            boxes, mask_t, kp_t = [], [], []
-            for j in idx:
-                t = targets[j]
-                b = _jitter(t["boxes"].to(device), gen, jitter, images.shape[-1])
-                m, k = instance_targets(t["masks"].to(device), t["keypoints"].to(device), b)
-                boxes.append(b)
-                mask_t.append(m)
-                kp_t.append(k)
-            mask_logits, kp_logits = heads(feats, boxes, 1 / backbone.stride)
-            mask_t, kp_t = torch.cat(mask_t), torch.cat(kp_t)
-            mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask_t)
-            flat = kp_logits.flatten(2)                                   # [R, P, 784]
-            valid = kp_t >= 0
-            kp_loss = F.cross_entropy(flat[valid], kp_t[valid]) if valid.any() else flat.sum() * 0
-            opt.zero_grad()
-            (mask_loss + kp_loss).backward()
-            opt.step()
-            sums["mask"] += mask_loss.item()
-            sums["keypoints"] += kp_loss.item()
-        log.append({k: v / steps for k, v in sums.items()})
-    heads.eval()
-    return log
+
+    def step(epoch, idx):
+        idx = idx.tolist()
+        x = images[idx].to(device).float() / 255
+        with torch.no_grad():
+            feats = backbone.features(x)
+        boxes, mask_t, kp_t = [], [], []
+        for j in idx:
+            t = targets[j]
+            b = _jitter(t["boxes"].to(device), gen, jitter, images.shape[-1])
+            m, k = instance_targets(t["masks"].to(device), t["keypoints"].to(device), b)
+            boxes.append(b)
+            mask_t.append(m)
+            kp_t.append(k)
+        mask_logits, kp_logits = heads(feats, boxes, 1 / backbone.stride)
+        mask_t, kp_t = torch.cat(mask_t), torch.cat(kp_t)
+        mask_loss = F.binary_cross_entropy_with_logits(mask_logits, mask_t)
+        flat = kp_logits.flatten(2)                                   # [R, P, 784]
+        valid = kp_t >= 0
+        kp_loss = F.cross_entropy(flat[valid], kp_t[valid]) if valid.any() else flat.sum() * 0
+        opt.zero_grad()
+        (mask_loss + kp_loss).backward()
+        opt.step()
+        return {"mask": mask_loss, "keypoints": kp_loss}
+
+    return run_epochs(heads, len(images), batch_size=batch_size, epochs=epochs, generator=gen,
+                      step=step)
 
 
 @torch.no_grad()

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import runtime
+from .training import run_epochs
 
 __all__ = ["max_unpool2d", "conv_transpose2d", "transposed_output_size", "overlap_counts",
            "confusion_matrix", "iou_per_class", "mean_iou", "semantic_labels", "SegmentationNet",
@@ -258,34 +259,29 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps,
                                                 pct_start=0.15)
-    losses = []
-    for epoch in range(epochs):
-        model.train()
-        order, total = torch.randperm(len(images), generator=gen), 0.0
-        for s in range(steps):
-            idx = order[s * batch_size:(s + 1) * batch_size]
-            x, y = images[idx], labels[idx]
-            if crop is not None:
-                top = torch.randint(0, H - crop + 1, (len(idx),), generator=gen)
-                left = torch.randint(0, W - crop + 1, (len(idx),), generator=gen)
-                x = torch.stack([im[:, t:t + crop, l:l + crop] for im, t, l in zip(x, top, left)])
-                y = torch.stack([lb[t:t + crop, l:l + crop] for lb, t, l in zip(y, top, left)])
-            x, y = x.to(device).float() / 255, y.to(device)
-            x = x.contiguous(memory_format=torch.channels_last)
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-            weight = None if class_weights is None else class_weights.to(device)
-            loss = F.cross_entropy(model(x), y, weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-        losses.append(total / steps)
-        model.eval()
-        if on_epoch is not None:
-            on_epoch(epoch)
-    return losses
+
+    def step(epoch, idx):
+        x, y = images[idx], labels[idx]
+        if crop is not None:
+            top = torch.randint(0, H - crop + 1, (len(idx),), generator=gen)
+            left = torch.randint(0, W - crop + 1, (len(idx),), generator=gen)
+            x = torch.stack([im[:, t:t + crop, l:l + crop] for im, t, l in zip(x, top, left)])
+            y = torch.stack([lb[t:t + crop, l:l + crop] for lb, t, l in zip(y, top, left)])
+        x, y = x.to(device).float() / 255, y.to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+        weight = None if class_weights is None else class_weights.to(device)
+        loss = F.cross_entropy(model(x), y, weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        return {"loss": loss}
+
+    log = run_epochs(model, len(images), batch_size=batch_size, epochs=epochs, generator=gen,
+                     step=step, on_epoch=on_epoch)
+    return [e["loss"] for e in log]
 
 
 @torch.no_grad()

@@ -11,14 +11,14 @@ import math
 import os
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from . import runtime
 
-__all__ = ["TensorData", "History", "fit", "evaluate", "predict"]
+__all__ = ["TensorData", "History", "fit", "evaluate", "predict", "run_epochs"]
 
 
 @dataclass
@@ -183,3 +183,51 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     return history
+
+
+def run_epochs(models: nn.Module | Sequence[nn.Module], n: int, *, batch_size: int, epochs: int,
+               generator: torch.Generator, step: Callable[[int, torch.Tensor], dict],
+               per: str = "batch", on_epoch: Callable[[int], None] | None = None) -> list[dict]:
+    """The epoch loop of the package's hand-written training loops (generative models,
+    translation, diffusion, detection's second stage, segmentation, Mask R-CNN's heads).
+
+    It owns what they share: shuffled batches of ``n`` examples (``runtime.epoch_batches``: a
+    fresh permutation from ``generator`` at each epoch's start, drawn when the epoch's first
+    batch is, so that ``step`` may draw from the same generator; cut by ``runtime.limits``), the
+    ``models`` in training mode during an epoch and in evaluation mode after it (while
+    ``on_epoch(epoch)`` runs, to record samples, and at the end), and the bookkeeping:
+    ``step(epoch, idx)`` does one batch's work (forward, losses, optimiser steps: a GAN's two
+    updates stay visible in its ``step``) and returns ``{name: value}``; the loop returns, per
+    epoch, each value summed over the epoch's batches and divided by the number of batches
+    (``per="batch"``: ``step`` returns batch means) or of examples (``per="example"``: ``step``
+    returns totals over its batch)."""
+    if isinstance(models, nn.Module):
+        models = [models]
+    if per not in ("batch", "example"):
+        raise ValueError(f"per must be 'batch' or 'example', got {per!r}")
+    log: list[dict] = []
+    sums: dict[str, float] = {}
+    count, current = 0, None
+
+    def close(epoch: int) -> None:
+        log.append({k: v / count for k, v in sums.items()})
+        for m in models:
+            m.eval()
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    for epoch, idx in runtime.epoch_batches(n, batch_size, epochs, generator):
+        if epoch != current:
+            if current is not None:
+                close(current)
+            sums, count, current = {}, 0, epoch
+            for m in models:
+                m.train()
+        for k, v in step(epoch, idx).items():
+            sums[k] = sums.get(k, 0.0) + (v.item() if isinstance(v, torch.Tensor) else float(v))
+        count += len(idx) if per == "example" else 1
+    if current is not None:
+        close(current)
+    for m in models:
+        m.eval()
+    return log

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import runtime
+from .training import run_epochs
 
 __all__ = ["canny_edges", "TranslationUNet", "PatchDiscriminator", "pix2pix_losses", "cycle_losses",
            "train_pix2pix", "train_cyclegan"]
@@ -173,13 +174,8 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y:
     device = runtime.device_of(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
-    keys = ("d", "g_gan", "l1")
-    log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
-    G.train(), D.train()
-    for epoch, idx in runtime.epoch_batches(len(x), batch_size, epochs, torch.Generator().manual_seed(seed)):
-        if epoch != current:
-            log.append({k: v / count for k, v in sums.items()})
-            sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
+
+    def step(epoch, idx):
         xb, yb = x[idx].to(device), y[idx].to(device)
         fake = G(xb)
         d = _pix2pix_d(D, xb, yb, fake)
@@ -190,12 +186,10 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y:
         opt_g.zero_grad()
         (g_gan + lam * l1).backward()
         opt_g.step()
-        for k, v in zip(keys, (d, g_gan, l1)):
-            sums[k] += v.item()
-        count += 1
-    log.append({k: v / count for k, v in sums.items()})
-    G.eval(), D.eval()
-    return log
+        return {"d": d, "g_gan": g_gan, "l1": l1}
+
+    return run_epochs([G, D], len(x), batch_size=batch_size, epochs=epochs,
+                      generator=torch.Generator().manual_seed(seed), step=step)
 
 
 def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epochs: int,
@@ -210,13 +204,8 @@ def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epoch
     opt_d = torch.optim.Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(seed + 1)
     keys = ("gan_G", "gan_F", "cyc_x", "cyc_y", "d_X", "d_Y") + (("idt",) if identity else ())
-    log, sums, count, current = [], dict.fromkeys(keys, 0.0), 0, 0
-    for m in (G, Fb, D_X, D_Y):
-        m.train()
-    for epoch, idx in runtime.epoch_batches(len(xs), batch_size, epochs, torch.Generator().manual_seed(seed)):
-        if epoch != current:
-            log.append({k: v / count for k, v in sums.items()})
-            sums, count, current = dict.fromkeys(keys, 0.0), 0, epoch
+
+    def step(epoch, idx):
         xb = xs[idx].to(device)
         yb = ys[torch.randint(0, len(ys), (len(idx),), generator=gen)].to(device)
         fake_y, fake_x = G(xb), Fb(yb)
@@ -230,10 +219,7 @@ def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epoch
         opt_g.zero_grad()
         _generators_total(losses, lam, identity).backward()
         opt_g.step()
-        for k in keys:
-            sums[k] += losses[k].item()
-        count += 1
-    log.append({k: v / count for k, v in sums.items()})
-    for m in (G, Fb, D_X, D_Y):
-        m.eval()
-    return log
+        return {k: losses[k] for k in keys}
+
+    return run_epochs([G, Fb, D_X, D_Y], len(xs), batch_size=batch_size, epochs=epochs,
+                      generator=torch.Generator().manual_seed(seed), step=step)
