@@ -31,7 +31,10 @@ def attention(q, k, v, mask=None, scale=True):
     """Scaled dot-product attention: ``q [..., N_Q, D_Q]``, ``k [..., N_X, D_Q]``,
     ``v [..., N_X, D_V]``; ``mask [N_Q, N_X]`` (bool, True = may attend) is optional.
     Returns ``(Y [..., N_Q, D_V], A [..., N_Q, N_X])``. ``scale=False`` leaves out the
-    division by ``sqrt(D_Q)`` (to show what it is for)."""
+    division by ``sqrt(D_Q)`` (to show what it is for).
+
+    First used in section 11.3, *The attention layer*.
+    """
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"queries and keys need the same D_Q, got {q.shape[-1]}, {k.shape[-1]}")
     if k.shape[-2] != v.shape[-2]:
@@ -51,12 +54,18 @@ def attention(q, k, v, mask=None, scale=True):
 
 
 def causal_mask(n: int, device=None) -> torch.Tensor:
-    """``[n, n]`` bool, True on and below the diagonal: position i may look at positions <= i."""
+    """``[n, n]`` bool, True on and below the diagonal: position i may look at positions <= i.
+
+    First used in section 11.3, *The attention layer*.
+    """
     return torch.ones(n, n, dtype=torch.bool, device=device).tril()
 
 
 class AttentionLayer(nn.Module):
-    """The lecture's attention layer: queries come from outside, keys and values from ``X``."""
+    """The lecture's attention layer: queries come from outside, keys and values from ``X``.
+
+    First used in section 11.6, *Exercises*.
+    """
 
     def __init__(self, d_x: int, d_q: int, d_v: int):
         super().__init__()
@@ -68,7 +77,10 @@ class AttentionLayer(nn.Module):
 
 
 class SelfAttention(AttentionLayer):
-    """Self-attention: one query per input, ``Q = X W_Q``. ``causal=True`` masks the future."""
+    """Self-attention: one query per input, ``Q = X W_Q``. ``causal=True`` masks the future.
+
+    First used in section 11.3, *The attention layer*.
+    """
 
     def __init__(self, d_x: int, d_q: int, d_v: int, causal: bool = False):
         super().__init__(d_x, d_q, d_v)
@@ -101,7 +113,10 @@ class AdditiveAttention(nn.Module):
 
 def sinusoidal_positions(n: int, d: int) -> torch.Tensor:
     """The transformer's fixed positional encodings (Vaswani et al., 2017), ``[n, d]``:
-    ``PE[p, 2i] = sin(p / 10000^(2i/d))`` and ``PE[p, 2i+1] = cos(p / 10000^(2i/d))``."""
+    ``PE[p, 2i] = sin(p / 10000^(2i/d))`` and ``PE[p, 2i+1] = cos(p / 10000^(2i/d))``.
+
+    First used in section 11.3, *The attention layer*.
+    """
     if d % 2:
         raise ValueError(f"the encoding dimension must be even, got {d}")
     pos = torch.arange(n, dtype=torch.float32)[:, None]            # [n, 1]

@@ -29,7 +29,10 @@ __all__ = ["Value", "values", "topological_order", "draw_graph", "linear_backwar
 
 class Value:
     """A scalar in a computational graph: ``data``, ``grad`` (dOutput/dThis after backward),
-    the ``parents`` it was computed from, the ``op`` that computed it, and a ``label``."""
+    the ``parents`` it was computed from, the ``op`` that computed it, and a ``label``.
+
+    First used in section 6.2, *Computational graphs and the chain rule*.
+    """
 
     def __init__(self, data: float, label: str = "", parents: tuple["Value", ...] = (), op: str = ""):
         if isinstance(data, Value):
@@ -161,7 +164,10 @@ class Value:
 
 
 def topological_order(root: Value) -> list[Value]:
-    """Every node that ``root`` depends on, each after all of its parents (root last)."""
+    """Every node that ``root`` depends on, each after all of its parents (root last).
+
+    First used in section 6.4, *The sigmoid neuron*.
+    """
     order, seen = [], set()
     stack = [(root, False)]
     while stack:  # iterative depth-first search: deep graphs do not hit Python's recursion limit
@@ -182,7 +188,10 @@ def draw_graph(root: Value, ax=None, show_grad=True, highlight: Value | None = N
     and a circle per operation. Returns the matplotlib Figure.
 
     ``show_grad`` is True (every gradient), False (none), or a collection of the values whose
-    gradients are shown (to step through a backward pass); ``highlight`` outlines one value."""
+    gradients are shown (to step through a backward pass); ``highlight`` outlines one value.
+
+    First used in section 6.2, *Computational graphs and the chain rule*.
+    """
     import matplotlib.pyplot as plt
 
     order = topological_order(root)
@@ -245,7 +254,10 @@ def linear_backward(x: torch.Tensor, W: torch.Tensor, dy: torch.Tensor):
     """Gradients of a fully connected layer ``y = x @ W.T + b`` (``x [N, D]``, ``W [M, D]``,
     ``y [N, M]``) given the upstream gradient ``dy = dL/dy [N, M]``:
     ``dx = dy @ W [N, D]``, ``dW = dy.T @ x [M, D]``, ``db = dy.sum(0) [M]``.
-    Every gradient has the shape of the thing it is the gradient of."""
+    Every gradient has the shape of the thing it is the gradient of.
+
+    First used in section 6.5, *Backpropagation with vectors and matrices*.
+    """
     if dy.shape != (x.shape[0], W.shape[0]):
         raise ValueError(f"dy must be [N, M] = [{x.shape[0]}, {W.shape[0]}], got {tuple(dy.shape)}")
     return dy @ W, dy.T @ x, dy.sum(dim=0)
@@ -253,7 +265,10 @@ def linear_backward(x: torch.Tensor, W: torch.Tensor, dy: torch.Tensor):
 
 class LinearFunction(torch.autograd.Function):
     """``y = x @ W.T + b`` as a ``torch.autograd.Function`` whose backward is
-    ``linear_backward``: ``torch.autograd.gradcheck`` then tests the hand-derived gradients."""
+    ``linear_backward``: ``torch.autograd.gradcheck`` then tests the hand-derived gradients.
+
+    First used in section 6.5, *Backpropagation with vectors and matrices*.
+    """
 
     @staticmethod
     def forward(ctx, x, W, b):
@@ -275,7 +290,10 @@ def torch_graph(output: torch.Tensor) -> list[str]:
     """The backward nodes PyTorch recorded for ``output`` (the class names of its ``grad_fn``
     graph, such as ``AddmmBackward0``), each once, output first, breadth-first along
     ``next_functions``. ``AccumulateGrad`` nodes are the leaves: where a parameter's ``.grad``
-    is written."""
+    is written.
+
+    First used in section 6.6, *What an autograd library adds*.
+    """
     if not isinstance(output, torch.Tensor):
         raise TypeError(f"output must be a tensor, got {type(output).__name__}")
     if output.grad_fn is None:
@@ -300,6 +318,8 @@ class SavedTensors:
         >>> with SavedTensors() as saved:
         ...     loss = model(x).sum()
         >>> saved.bytes
+
+    First used in section 6.6, *What an autograd library adds*.
     """
 
     def __init__(self):

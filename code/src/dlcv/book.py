@@ -24,7 +24,10 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """``myst_nb.glue(name, value, display)`` when myst-nb is installed; else show ``value``
     if ``display`` is true and do nothing more. Unlike myst-nb's, ``display`` is off by
     default: the book glues a value to quote it in the prose, and the cell prints what a
-    reader should see."""
+    reader should see.
+
+    First used in section 1.2, *Two threads: seeing and learning*.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue needs a non-empty name, got {name!r}")
     if _myst_glue is not None:

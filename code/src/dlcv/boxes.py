@@ -81,7 +81,10 @@ def box_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Intersection over union of every box of ``a [N, 4]`` with every box of ``b [M, 4]``:
     ``[N, M]``; union = area a + area b - intersection. Two empty boxes have IoU 0 (not 0/0).
-    The result is float64 for float64 boxes and float32 for every other dtype."""
+    The result is float64 for float64 boxes and float32 for every other dtype.
+
+    First used in section 13.2, *How many boxes? Sliding windows and region proposals*.
+    """
     inter = box_intersection(a, b)
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     tiny = torch.finfo(inter.dtype).tiny if inter.is_floating_point() else 1
@@ -114,7 +117,10 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
                 iou_threshold: float) -> torch.Tensor:
     """NMS separately within each class: boxes of different classes never suppress each other.
     Returns the kept indices ``[K]`` sorted by decreasing score, as
-    ``torchvision.ops.batched_nms``."""
+    ``torchvision.ops.batched_nms``.
+
+    First used in section 13.5, *Non-maximum suppression*.
+    """
     if classes.shape != (len(boxes),):
         raise ValueError(f"classes must be [N] = [{len(boxes)}], got {tuple(classes.shape)}")
     keep = [torch.nonzero(classes == c).flatten()[nms(boxes[classes == c], scores[classes == c],
@@ -135,7 +141,10 @@ def encode_boxes(targets: torch.Tensor, proposals: torch.Tensor,
     ``[N, 4]``, as ``[N, 4]`` offsets ``(t_x, t_y, t_w, t_h)``:
     ``t_x = (x - x_p) / w_p``, ``t_y = (y - y_p) / h_p``, ``t_w = log(w / w_p)``,
     ``t_h = log(h / h_p)`` (centres and sizes), each multiplied by its weight (Faster R-CNN's
-    second stage uses ``(10, 10, 5, 5)``). Proposals need positive width and height."""
+    second stage uses ``(10, 10, 5, 5)``). Proposals need positive width and height.
+
+    First used in section 13.4, *R-CNN: classify proposals, then correct their boxes*.
+    """
     check_boxes(targets, "targets")
     check_boxes(proposals, "proposals")
     if targets.shape != proposals.shape:
@@ -155,7 +164,10 @@ def decode_boxes(offsets: torch.Tensor, proposals: torch.Tensor,
                  clamp: float = math.log(1000.0 / 16)) -> torch.Tensor:
     """The inverse of ``encode_boxes``: apply offsets ``[N, 4]`` to proposals ``[N, 4]``.
     ``t_w`` and ``t_h`` are clamped at ``clamp`` (torchvision's ``log(1000 / 16)``) so that a
-    wild prediction cannot overflow ``exp``."""
+    wild prediction cannot overflow ``exp``.
+
+    First used in section 13.4, *R-CNN: classify proposals, then correct their boxes*.
+    """
     check_boxes(proposals, "proposals")
     if offsets.shape != proposals.shape:
         raise ValueError(f"offsets must be [N, 4] = {tuple(proposals.shape)}, got {tuple(offsets.shape)}")
@@ -187,7 +199,10 @@ def roi_pool(features: torch.Tensor, rois: torch.Tensor, output_size: int,
     ``(batch index, x1, y1, x2, y2)`` in image coordinates, ``spatial_scale`` = feature size /
     image size (1/16 for a stride-16 backbone). Returns ``[K, C, output_size, output_size]``;
     an empty bin gives 0. Matches ``torchvision.ops.roi_pool`` (which rounds half away from
-    zero, as done here)."""
+    zero, as done here).
+
+    First used in section 13.7, *Fast R-CNN: cropping features instead of images*.
+    """
     _check_rois(features, rois)
     K, (N, C, H, W) = len(rois), features.shape
     out = features.new_zeros(K, C, output_size, output_size)
@@ -238,7 +253,10 @@ def roi_align(features: torch.Tensor, rois: torch.Tensor, output_size: int,
     as ``ceil(bin size)``, torchvision's adaptive choice). ``aligned=True`` shifts the box by
     half a cell so that a pixel's centre maps to a cell's centre (torchvision's default is
     ``False``, the original paper's behaviour). Shapes as ``roi_pool``; matches
-    ``torchvision.ops.roi_align`` with the same options."""
+    ``torchvision.ops.roi_align`` with the same options.
+
+    First used in section 13.7, *Fast R-CNN: cropping features instead of images*.
+    """
     _check_rois(features, rois)
     K, C = len(rois), features.shape[1]
     out = features.new_zeros(K, C, output_size, output_size)

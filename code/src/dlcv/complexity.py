@@ -62,7 +62,10 @@ def _forward_once(model: nn.Module, input_shape: tuple[int, ...], context=None) 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...], kinds=COUNTED) -> list[Layer]:
     """Run ``model`` on one input of ``input_shape`` (without the batch axis) and return a
-    ``Layer`` for every module of the given ``kinds``, in the order they ran."""
+    ``Layer`` for every module of the given ``kinds``, in the order they ran.
+
+    First used in section 7.5, *Pooling*.
+    """
     if len(input_shape) < 1:
         raise ValueError(f"input_shape is the shape of one input without the batch axis, got {input_shape}")
     rows: list[Layer] = []
@@ -102,14 +105,20 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...], kinds=COUNTED) -
 
 
 def totals(rows: list[Layer]) -> dict[str, float]:
-    """Sums over a table: ``memory_kb``, ``params``, ``macs`` and ``other_ops``."""
+    """Sums over a table: ``memory_kb``, ``params``, ``macs`` and ``other_ops``.
+
+    First used in section 7.5, *Pooling*.
+    """
     return {"memory_kb": sum(r.memory_kb for r in rows), "params": sum(r.params for r in rows),
             "macs": sum(r.macs for r in rows), "other_ops": sum(r.other_ops for r in rows)}
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Floating-point operations of one forward pass on one input, by PyTorch's
-    ``FlopCounterMode`` (a multiply-add counts 2). Works for models on the ``meta`` device."""
+    ``FlopCounterMode`` (a multiply-add counts 2). Works for models on the ``meta`` device.
+
+    First used in section 7.3, *Spatial dimensions*.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -118,14 +127,20 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of learnable parameters."""
+    """Number of learnable parameters.
+
+    First used in section 8.4, *GoogLeNet: an aggressive stem and no big FC layers*.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def table_html(header: list[str], rows: list[list], align: str | None = None) -> str:
     """A small HTML table (for ``IPython.display.HTML``): ``align`` is one letter per column,
     ``l`` or ``r`` (default: numbers right, text left). Every column needs a header: an empty
-    one fails WCAG (a screen reader announces nothing for the column)."""
+    one fails WCAG (a screen reader announces nothing for the column).
+
+    First used in section 7.3, *Spatial dimensions*.
+    """
     if any(not str(h).strip() for h in header):
         raise ValueError(f"every column needs a header (screen readers announce it), got {header}")
 
@@ -140,7 +155,10 @@ def table_html(header: list[str], rows: list[list], align: str | None = None) ->
 
 def meta_model(name: str, **kwargs) -> nn.Module:
     """A torchvision architecture built on the ``meta`` device: shapes only, no weights, no
-    arithmetic, so even VGG-16 costs nothing to measure."""
+    arithmetic, so even VGG-16 costs nothing to measure.
+
+    First used in section 8.2, *AlexNet, layer by layer*.
+    """
     import torchvision
 
     with torch.device("meta"):
@@ -152,7 +170,10 @@ def torchvision_complexity(name: str, input_shape=(3, 224, 224), weights: str = 
     download, no arithmetic) and put it beside torchvision's published figures for
     ``weights``: returns ``params``, ``gmacs`` (our count, multiply-adds / 1e9), and
     ``published_params``, ``published_gmacs`` (torchvision's ``_ops``, which counts
-    multiply-adds), ``acc1``, ``acc5`` (ImageNet-1k validation, from the weights' metadata)."""
+    multiply-adds), ``acc1``, ``acc5`` (ImageNet-1k validation, from the weights' metadata).
+
+    First used in section 8.6, *Comparing complexity*.
+    """
     import torchvision
 
     try:

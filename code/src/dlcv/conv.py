@@ -24,7 +24,10 @@ def _pair(v) -> tuple[int, int]:
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
-    """Output length along one axis: ``(size + 2P - D (K - 1) - 1) // S + 1``."""
+    """Output length along one axis: ``(size + 2P - D (K - 1) - 1) // S + 1``.
+
+    First used in section 7.3, *Spatial dimensions*.
+    """
     if min(size, kernel, stride, dilation) < 1 or padding < 0:
         raise ValueError(f"need size, kernel, stride, dilation >= 1 and padding >= 0; got size={size}, "
                          f"kernel={kernel}, stride={stride}, padding={padding}, dilation={dilation}")
@@ -36,7 +39,10 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilat
 
 def receptive_field(layers: list[tuple[int, int]]) -> int:
     """Receptive field of one output of a stack of ``(kernel, stride)`` layers, in input pixels:
-    ``r = 1 + sum_l (K_l - 1) * prod_{j<l} S_j``; for L stride-1 layers, ``1 + L (K - 1)``."""
+    ``r = 1 + sum_l (K_l - 1) * prod_{j<l} S_j``; for L stride-1 layers, ``1 + L (K - 1)``.
+
+    First used in section 7.3, *Spatial dimensions*.
+    """
     r, jump = 1, 1
     for kernel, stride in layers:
         if kernel < 1 or stride < 1:
@@ -47,14 +53,20 @@ def receptive_field(layers: list[tuple[int, int]]) -> int:
 
 
 def conv_params(c_in: int, c_out: int, kernel: int, groups: int = 1, bias: bool = True) -> int:
-    """Learnable parameters of a convolution: ``C_out * (C_in / G) * K^2 (+ C_out biases)``."""
+    """Learnable parameters of a convolution: ``C_out * (C_in / G) * K^2 (+ C_out biases)``.
+
+    First used in section 7.3, *Spatial dimensions*.
+    """
     if c_in % groups or c_out % groups:
         raise ValueError(f"channels {c_in} -> {c_out} are not divisible by groups={groups}")
     return c_out * (c_in // groups) * kernel * kernel + (c_out if bias else 0)
 
 
 def conv_macs(c_in: int, c_out: int, kernel: int, h_out: int, w_out: int, groups: int = 1) -> int:
-    """Multiply-adds: every output value is an inner product of ``(C_in / G) * K^2`` pairs."""
+    """Multiply-adds: every output value is an inner product of ``(C_in / G) * K^2`` pairs.
+
+    First used in section 7.3, *Spatial dimensions*.
+    """
     return c_out * h_out * w_out * (c_in // groups) * kernel * kernel
 
 
@@ -72,7 +84,10 @@ def _check(x: torch.Tensor, w: torch.Tensor, groups: int) -> None:
 
 def conv2d_loops(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
     """The definition, with explicit loops over output positions (slow: for small inputs).
-    ``out[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * xpad[n, g*C_g + c, i*S + u*D, j*S + v*D]``."""
+    ``out[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * xpad[n, g*C_g + c, i*S + u*D, j*S + v*D]``.
+
+    First used in section 7.2, *The convolution layer*.
+    """
     _check(x, w, groups)
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     n, c_in, h, wid = x.shape
@@ -96,7 +111,10 @@ def conv2d_loops(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> tor
 
 def im2col(x: torch.Tensor, kernel, stride=1, padding=0, dilation=1) -> torch.Tensor:
     """Unroll every receptive field into a column: ``[N, C, H, W] -> [N, C*K_h*K_w, H_out*W_out]``
-    (the same layout as ``torch.nn.functional.unfold``)."""
+    (the same layout as ``torch.nn.functional.unfold``).
+
+    First used in section 7.9, *Exercises*.
+    """
     if x.ndim != 4:
         raise ValueError(f"x must be [N, C, H, W], got shape {tuple(x.shape)}")
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
@@ -112,7 +130,10 @@ def im2col(x: torch.Tensor, kernel, stride=1, padding=0, dilation=1) -> torch.Te
 
 
 def conv2d_im2col(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
-    """Convolution as one batched matrix product per group: ``W [C_out/G, C_g K^2] @ cols``."""
+    """Convolution as one batched matrix product per group: ``W [C_out/G, C_g K^2] @ cols``.
+
+    First used in section 7.2, *The convolution layer*.
+    """
     _check(x, w, groups)
     n, c_in, h, wid = x.shape
     c_out, c_g, kh, kw = w.shape
@@ -129,7 +150,10 @@ def conv2d_im2col(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> to
 
 def max_pool2d(x: torch.Tensor, kernel: int = 2, stride: int | None = None, padding: int = 0) -> torch.Tensor:
     """Max over each ``kernel x kernel`` window (stride defaults to the kernel), channel by
-    channel: no parameters. Padding counts as minus infinity, as in PyTorch."""
+    channel: no parameters. Padding counts as minus infinity, as in PyTorch.
+
+    First used in section 7.5, *Pooling*.
+    """
     if x.ndim != 4:
         raise ValueError(f"x must be [N, C, H, W], got shape {tuple(x.shape)}")
     stride = stride or kernel
@@ -144,7 +168,10 @@ class BatchNorm2d(torch.nn.Module):
     """Batch normalisation over ``[N, C, H, W]``, written out: per channel, normalise with the
     batch's mean and (biased) variance in training, with running averages in evaluation, then
     scale by ``gamma`` and shift by ``beta``. Running variance is updated with the unbiased
-    batch variance, with ``momentum`` (0.1) as the weight of the new batch, as in PyTorch."""
+    batch variance, with ``momentum`` (0.1) as the weight of the new batch, as in PyTorch.
+
+    First used in section 7.7, *Batch normalisation*.
+    """
 
     def __init__(self, num_channels: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()

@@ -309,6 +309,8 @@ def sample_images(kind: str = "imagenet") -> tuple[list[np.ndarray], np.ndarray]
     ``kind`` is one of ``SAMPLE_KINDS``. Returns a list of ``uint8`` arrays (``[H, W, 3]``
     for colour kinds, ``[H, W]`` for the MNISTs) and an ``int64 [20]`` array of labels
     (ImageNet class indices for ``"imagenet"``). For demonstrations, not for training.
+
+    First used in section 1.6, *A first taste: a pretrained network on real photographs*.
     """
     from PIL import Image
 
@@ -322,7 +324,10 @@ def sample_images(kind: str = "imagenet") -> tuple[list[np.ndarray], np.ndarray]
 
 
 def photo(name: str) -> np.ndarray:
-    """A natural photo that ships inside scikit-image (``PHOTOS`` lists them), as uint8."""
+    """A natural photo that ships inside scikit-image (``PHOTOS`` lists them), as uint8.
+
+    First used in section 1.6, *A first taste: a pretrained network on real photographs*.
+    """
     import skimage.data
 
     if name not in PHOTOS:
@@ -374,7 +379,10 @@ def _info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, *, verbose: bool = True) -> ImageDataset:
-    """Load a dataset by name (see ``DATASETS``), verified, from the first source that works."""
+    """Load a dataset by name (see ``DATASETS``), verified, from the first source that works.
+
+    First used in section 2.1, *The task*.
+    """
     info = _info(name)
     cached = cache_dir() / f"{name}.npz"
     tried: list[str] = []
@@ -422,7 +430,10 @@ def load_dataset(name: str, *, verbose: bool = True) -> ImageDataset:
 
 def as_tensors(images: np.ndarray, labels: np.ndarray | None = None,
                device: torch.device | str = "cpu"):
-    """``uint8 [N, H, W]`` images → float tensor ``[N, 1, H, W]`` in [0, 1] (and int64 labels)."""
+    """``uint8 [N, H, W]`` images → float tensor ``[N, 1, H, W]`` in [0, 1] (and int64 labels).
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
     images = np.asarray(images)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 of shape [N, H, W], got {images.dtype} {images.shape}")

@@ -47,7 +47,10 @@ def make_anchors(grid: tuple[int, int], stride: int, sizes=(16, 32, 64),
     len(ratios)`` per cell: a box of area ``size^2`` and height/width ``ratio``, rounded to whole
     pixels, centred at ``(j * stride, i * stride)`` for cell ``(i, j)``; cells in row-major
     order, anchors within a cell ratio-major. This is torchvision's ``AnchorGenerator``
-    exactly (whose centres sit on the cells' top-left corners, not their middles)."""
+    exactly (whose centres sit on the cells' top-left corners, not their middles).
+
+    First used in section 13.8, *Faster R-CNN: anchors and the region proposal network*.
+    """
     if min(grid) < 1 or stride < 1:
         raise ValueError(f"grid {grid} and stride {stride} must be positive")
     ratios_t, sizes_t = torch.tensor(ratios, dtype=torch.float32), torch.tensor(sizes, dtype=torch.float32)
@@ -68,7 +71,10 @@ def match_anchors(anchors: torch.Tensor, gt_boxes: torch.Tensor, high: float = 0
     ``IGNORE`` (-2) in between (neither taught as object nor as background). So that no object
     goes without an anchor, each box also claims the anchors that overlap it best (ties
     included), as torchvision's ``Matcher(allow_low_quality_matches=True)``. Returns ``[A]``
-    int64."""
+    int64.
+
+    First used in section 13.9, *A single-stage detector*.
+    """
     if len(gt_boxes) == 0:
         return torch.full((len(anchors),), BACKGROUND, dtype=torch.int64, device=anchors.device)
     iou = box_iou(gt_boxes, anchors)                         # [G, A]
@@ -91,7 +97,10 @@ class SingleStageDetector(nn.Module):
     cells: one 3x3 convolution, then ``K * C`` class logits and ``K * 4`` box transforms per
     cell. The class bias starts at ``-log((1 - 0.01) / 0.01)`` so that every anchor first says
     "background" with probability 0.99 (RetinaNet's prior; without it the many background
-    anchors swamp the first steps)."""
+    anchors swamp the first steps).
+
+    First used in section 13.9, *A single-stage detector*.
+    """
 
     def __init__(self, num_classes: int, width: int = 64, sizes=(16, 32, 64),
                  ratios=(0.5, 1.0, 2.0)):
@@ -171,7 +180,10 @@ def detect(model: SingleStageDetector, images: torch.Tensor, score_threshold: fl
     category ids 1..C. Every (anchor, category) pair scoring above ``score_threshold`` is a
     candidate (the best ``candidates`` of them), its anchor moved by the predicted transform and
     clipped to the image; NMS then runs per category at ``nms_iou`` and the best
-    ``max_detections`` are kept."""
+    ``max_detections`` are kept.
+
+    First used in section 13.9, *A single-stage detector*.
+    """
     _, probs, transforms, anchors = _forward(model, images)
     H, W = images.shape[-2:]
     out = []
@@ -192,7 +204,10 @@ def train_detector(model: SingleStageDetector, images: torch.Tensor, targets: li
                    flip: bool = True, log_every: int = 10) -> list[dict]:
     """Train with AdamW and a cosine schedule; ``images uint8 [N, 3, H, W]`` (converted per
     batch), random horizontal flips when ``flip``. Returns the mean of each loss every
-    ``log_every`` steps, for plotting. Cut short as ``dlcv.runtime.limits`` says."""
+    ``log_every`` steps, for plotting. Cut short as ``dlcv.runtime.limits`` says.
+
+    First used in section 13.9, *A single-stage detector*.
+    """
     device = runtime.device_of(model)
     gen = torch.Generator().manual_seed(seed)
     epochs, steps_per_epoch = runtime.limits(epochs, math.ceil(len(images) / batch_size))
@@ -245,7 +260,10 @@ def propose(model: SingleStageDetector, images: torch.Tensor, top: int = 300,
     """Region proposals from a single-stage detector used as a region proposal network: every
     anchor's objectness is its best category score; the ``top`` anchors, moved by their
     transforms and clipped, go through class-agnostic NMS at ``nms_iou``, and the best ``keep``
-    remain. Returns ``[P, 4]`` boxes per image."""
+    remain. Returns ``[P, 4]`` boxes per image.
+
+    First used in section 13.10, *Two stages: proposals, RoI Align, a second look*.
+    """
     _, probs, transforms, anchors = _forward(model, images)
     return _proposals(probs, transforms, anchors, images.shape[-2:], top, nms_iou, keep)
 
@@ -267,7 +285,10 @@ def _proposals(probs, transforms, anchors, size, top=300, nms_iou=0.7, keep=50):
 class SecondStage(nn.Module):
     """Fast R-CNN's head on top of a detector's backbone: each proposal's features are cut out
     with RoI Align (``7 x 7``, stride 8), flattened through two fully connected layers, and
-    classified into ``C + 1`` classes (0 is background) with one box refinement per proposal."""
+    classified into ``C + 1`` classes (0 is background) with one box refinement per proposal.
+
+    First used in section 13.10, *Two stages: proposals, RoI Align, a second look*.
+    """
 
     def __init__(self, channels: int, num_classes: int, hidden: int = 256, size: int = 7):
         super().__init__()
@@ -324,7 +345,10 @@ def train_second_stage(head: SecondStage, detector: SingleStageDetector, images:
                        lr: float = 1e-3, seed: int = 0) -> list[dict]:
     """Train the head on the detector's proposals, with the detector frozen (the ground-truth
     boxes join the proposals, as in Faster R-CNN, so that every object has a good one).
-    Returns the mean losses of every epoch."""
+    Returns the mean losses of every epoch.
+
+    First used in section 13.10, *Two stages: proposals, RoI Align, a second look*.
+    """
     device = runtime.device_of(detector)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -353,7 +377,10 @@ def detect_two_stage(head: SecondStage, detector: SingleStageDetector, images: t
                      score_threshold: float = 0.05, nms_iou: float = 0.5,
                      max_detections: int = 100):
     """Proposals from the detector, then the head's class probabilities and refined boxes,
-    per-category NMS. Same output as ``detect``."""
+    per-category NMS. Same output as ``detect``.
+
+    First used in section 13.10, *Two stages: proposals, RoI Align, a second look*.
+    """
     head.eval()
     features, *outputs = _forward(detector, images)
     proposals = _proposals(*outputs, images.shape[-2:])

@@ -308,7 +308,10 @@ def evaluate(ground_truth: dict, detections: dict, iou_thresholds=COCO_IOU_THRES
     area ranges included (``area_range``: ``"all"``, ``"small"``, ``"medium"``, ``"large"`` or
     ``(low, high)`` in square pixels). Inputs as in the module's docstring. An image missing
     from ``detections`` has none; a detection on an image without a ground-truth entry is an
-    error (COCOeval would silently ignore it)."""
+    error (COCOeval would silently ignore it).
+
+    First used in section 13.6, *Evaluating a detector: average precision*.
+    """
     return _Evaluation(ground_truth, detections, iou_thresholds, max_dets,
                        categories).result(area_range, max_dets)
 
@@ -339,7 +342,10 @@ def summarize(ground_truth: dict, detections: dict,
               categories: list[int] | None = None) -> COCOSummary:
     """COCOeval's twelve summary numbers for box detections (inputs as ``evaluate``): AP over
     the ten IoU thresholds, AP50, AP75 and AP per area range with at most 100 detections per
-    image and category, then AR with at most 1, 10 and 100, and AR per area range."""
+    image and category, then AR with at most 1, 10 and 100, and AR per area range.
+
+    First used in section 13.6, *Evaluating a detector: average precision*.
+    """
     ev = _Evaluation(ground_truth, detections, COCO_IOU_THRESHOLDS, 100, categories)
     full = ev.result("all", 100)
     by_area = {a: ev.result(a, 100) for a in ("small", "medium", "large")}
@@ -375,7 +381,10 @@ def cocoeval(coco, detections: dict, iou_type: str = "bbox", masks: dict | None 
     ``pycocotools.coco.COCO``, such as ``SceneSet.coco``), quietly; returns the evaluator
     (``.stats``: the twelve numbers of ``summarize``, -1 where undefined). Every image of
     ``coco`` is evaluated, so an image without detections counts its objects as missed, unless
-    ``image_ids`` names the images to evaluate."""
+    ``image_ids`` names the images to evaluate.
+
+    First used in section 13.6, *Evaluating a detector: average precision*.
+    """
     import contextlib
     import io
 

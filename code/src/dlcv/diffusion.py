@@ -38,7 +38,10 @@ __all__ = ["NoiseSchedule", "TimeEmbedding", "DenoisingUNet", "diffusion_loss", 
 
 
 class NoiseSchedule:
-    """The forward (noising) process: ``betas [T]`` (float64), ``alphas``, ``alpha_bars``."""
+    """The forward (noising) process: ``betas [T]`` (float64), ``alphas``, ``alpha_bars``.
+
+    First used in section 16.2, *Diffusion models*.
+    """
 
     def __init__(self, betas: torch.Tensor):
         betas = torch.as_tensor(betas, dtype=torch.float64)
@@ -138,7 +141,10 @@ class DenoisingUNet(nn.Module):
     """A two-level U-Net predicting the noise in ``x_t [N, C, H, W]`` (H and W divisible by 4):
     blocks at full, half and quarter resolution, skips from the way down to the way up, the
     time embedding in every block. With ``classes``, a label ``[N]`` (``classes`` itself means
-    "no label") becomes a context token that the bottom block attends to."""
+    "no label") becomes a context token that the bottom block attends to.
+
+    First used in section 16.2, *Diffusion models*.
+    """
 
     def __init__(self, in_channels: int = 1, width: int = 32, classes: int | None = None,
                  time_dim: int = 64):
@@ -216,7 +222,10 @@ def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
     """Ancestral sampling: from ``x_T ~ N(0, I)``, ``T`` steps of ``ddpm_step`` (no noise at
     the last step). One network pass per step. When training is cut (the smoke scale,
     ``dlcv.runtime.limit_steps``) only the last ``runtime.SMOKE_STEPS`` steps run: the code
-    path is checked, the result means nothing."""
+    path is checked, the result means nothing.
+
+    First used in section 16.2, *Diffusion models*.
+    """
     device = device or runtime.device_of(model)
     x = torch.randn(shape, generator=generator).to(device)
     start = runtime.limit_steps(schedule.T)
@@ -272,7 +281,10 @@ def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, ste
     timestep along the same noise, ``x_s = sqrt(alpha_bar_s) x_0 + sqrt(1 - alpha_bar_s) eps``.
     The same trained network; ``steps`` passes instead of ``T``. The estimate of ``x_0`` is
     clamped to ``[-clip, clip]`` (``[-1, 1]`` for images; the codes' range for latents; None:
-    no clamp) and the noise recomputed from it."""
+    no clamp) and the noise recomputed from it.
+
+    First used in section 16.2, *Diffusion models*.
+    """
     if not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
     device = device or runtime.device_of(model)
@@ -294,7 +306,10 @@ def train_diffusion(model: DenoisingUNet, schedule: NoiseSchedule, images: torch
                     labels: torch.Tensor | None = None, epochs: int, batch_size: int = 128,
                     lr: float = 2e-3, p_uncond: float = 0.1, seed: int = 0) -> list[float]:
     """Adam on ``diffusion_loss`` over ``images [N, C, H, W]`` in ``[-1, 1]`` (with ``labels
-    [N]`` for a conditional model); returns each epoch's mean loss. Cut at the smoke scale."""
+    [N]`` for a conditional model); returns each epoch's mean loss. Cut at the smoke scale.
+
+    First used in section 16.2, *Diffusion models*.
+    """
     if images.ndim != 4 or not images.dtype.is_floating_point:
         raise ValueError(f"images must be float [N, C, H, W] in [-1, 1], got {images.dtype} {tuple(images.shape)}")
     if labels is not None and model.classes is None:
@@ -330,7 +345,10 @@ class LatentAutoencoder(nn.Module):
     """Latent diffusion's first stage for digits: ``[N, 1, 32, 32]`` in ``[-1, 1]`` (28x28
     digits padded by 2) ``-> [N, latent_channels, 8, 8]`` codes and back. Two stride-2
     convolutions down, two transposed up; ``scale`` divides the codes so that they have unit
-    standard deviation, as Stable Diffusion scales its latents (set by ``fit_scale``)."""
+    standard deviation, as Stable Diffusion scales its latents (set by ``fit_scale``).
+
+    First used in section 16.2, *Diffusion models*.
+    """
 
     def __init__(self, latent_channels: int = 4, width: int = 16):
         super().__init__()
@@ -361,7 +379,10 @@ class LatentAutoencoder(nn.Module):
 def train_latent_autoencoder(model: LatentAutoencoder, images: torch.Tensor, *, epochs: int,
                              batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Adam on the mean squared reconstruction error of ``images [N, 1, 32, 32]`` in ``[-1, 1]``;
-    returns each epoch's mean, and sets the codes' ``scale`` at the end."""
+    returns each epoch's mean, and sets the codes' ``scale`` at the end.
+
+    First used in section 16.2, *Diffusion models*.
+    """
     device = runtime.device_of(model)
 
     def batch_loss(idx):

@@ -46,7 +46,10 @@ __all__ = ["DigitReader", "MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl",
 class MaskedConv2d(nn.Conv2d):
     """A convolution whose kernel is zero at and after the centre in raster order (``"A"``) or
     after the centre (``"B"``): output pixel ``(i, j)`` depends only on input pixels before
-    ``(i, j)`` (and, for ``"B"``, on ``(i, j)`` itself). Odd kernel sizes, "same" padding."""
+    ``(i, j)`` (and, for ``"B"``, on ``(i, j)`` itself). Odd kernel sizes, "same" padding.
+
+    First used in section 15.2, *Autoregressive models: PixelCNN*.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask: str):
         if mask not in ("A", "B"):
@@ -66,7 +69,10 @@ class MaskedConv2d(nn.Conv2d):
 
 
 def quantise(images: torch.Tensor, levels: int) -> torch.Tensor:
-    """Intensities ``[0, 1]`` to integer levels ``0..levels - 1`` (int64, same shape)."""
+    """Intensities ``[0, 1]`` to integer levels ``0..levels - 1`` (int64, same shape).
+
+    First used in section 15.2, *Autoregressive models: PixelCNN*.
+    """
     if levels < 2:
         raise ValueError(f"levels must be at least 2, got {levels}")
     return (images.clamp(0, 1) * (levels - 1)).round().long()
@@ -76,7 +82,10 @@ class PixelCNN(nn.Module):
     """A small PixelCNN (van den Oord et al. 2016) for one-channel images quantised to
     ``levels`` intensities: a 7x7 mask-A convolution, ``layers`` 3x3 mask-B convolutions with
     ReLUs (residual), and a 1x1 head giving ``levels`` logits per pixel: ``[N, levels, H, W]``.
-    Its receptive field grows with depth but always stays above and left of each pixel."""
+    Its receptive field grows with depth but always stays above and left of each pixel.
+
+    First used in section 15.2, *Autoregressive models: PixelCNN*.
+    """
 
     def __init__(self, levels: int = 4, channels: int = 32, layers: int = 5):
         super().__init__()
@@ -125,7 +134,10 @@ class PixelCNN(nn.Module):
 
 def gaussian_kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """``KL(N(mu, diag(exp(log_var))) || N(0, I))`` per example, summed over the latent
-    dimensions: ``0.5 * sum(mu^2 + exp(log_var) - log_var - 1)``. ``[N, D] -> [N]``."""
+    dimensions: ``0.5 * sum(mu^2 + exp(log_var) - log_var - 1)``. ``[N, D] -> [N]``.
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
     return 0.5 * (mu.pow(2) + log_var.exp() - log_var - 1).sum(dim=1)
 
 
@@ -154,7 +166,10 @@ def _check_digits(x: torch.Tensor, who: str) -> None:
 class Autoencoder(nn.Module):
     """A plain autoencoder: a deterministic code ``z = e(x)`` of ``latent`` numbers and a decoder
     back to pixel logits, trained to reconstruct (binary cross-entropy per pixel). The same
-    encoder and decoder as ``VAE``, without the prior: nothing says which codes are likely."""
+    encoder and decoder as ``VAE``, without the prior: nothing says which codes are likely.
+
+    First used in section 15.3, *Autoencoders*.
+    """
 
     def __init__(self, latent: int = 2, width: int = 32):
         super().__init__()
@@ -179,7 +194,10 @@ class Autoencoder(nn.Module):
 class VAE(nn.Module):
     """A variational autoencoder for ``[N, 1, 28, 28]`` digits with a ``latent``-dimensional
     Gaussian code: a convolutional encoder to ``(mu, log_var)``, a decoder from ``z`` to pixel
-    logits (a Bernoulli likelihood per pixel). ``latent=2`` gives a code one can draw."""
+    logits (a Bernoulli likelihood per pixel). ``latent=2`` gives a code one can draw.
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
 
     def __init__(self, latent: int = 2, width: int = 32):
         super().__init__()
@@ -213,7 +231,10 @@ class VectorQuantizer(nn.Module):
     is replaced by its nearest of ``codes`` codebook vectors. ``forward`` returns the quantised
     map (with the straight-through gradient: the decoder's gradient is copied to ``z``), the
     code indices ``[N, H, W]``, and the loss ``||sg[z] - e||^2 + beta ||z - sg[e]||^2`` that
-    moves the codes towards the encoder's outputs and commits the encoder to its codes."""
+    moves the codes towards the encoder's outputs and commits the encoder to its codes.
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
 
     def __init__(self, codes: int, dim: int, beta: float = 0.25):
         super().__init__()
@@ -236,7 +257,10 @@ class VQVAE(nn.Module):
     """A small VQ-VAE for ``[N, 1, 28, 28]`` digits: a convolutional encoder to a ``7 x 7`` map of
     ``dim``-vectors, ``VectorQuantizer`` with ``codes`` codebook vectors, and a decoder from the
     quantised map to pixel logits. Each image becomes 49 code indices ``[N, 7, 7]``, which a
-    PixelCNN over the grid of indices can learn to draw (the prior)."""
+    PixelCNN over the grid of indices can learn to draw (the prior).
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
 
     def __init__(self, codes: int = 32, dim: int = 16, width: int = 32, beta: float = 0.25):
         super().__init__()
@@ -282,7 +306,10 @@ class VQVAE(nn.Module):
 def codebook_usage(index: torch.Tensor, codes: int) -> tuple[float, float]:
     """How much of a codebook ``codes`` long the indices use: ``(fraction of codes used,
     perplexity)``, the perplexity ``exp(entropy)`` of the codes' frequencies being the number of
-    equally used codes that would give the same entropy (``codes`` at best, 1 at worst)."""
+    equally used codes that would give the same entropy (``codes`` at best, 1 at worst).
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
     counts = torch.bincount(index.flatten().cpu(), minlength=codes).double()
     if len(counts) > codes:
         raise ValueError(f"indices go up to {len(counts) - 1}, beyond a codebook of {codes}")
@@ -294,7 +321,10 @@ def codebook_usage(index: torch.Tensor, codes: int) -> tuple[float, float]:
 class Generator(nn.Module):
     """DCGAN's generator for 28x28 images: noise ``[N, latent]`` -> a 7x7 map -> 14x14 -> 28x28
     by stride-2 transposed convolutions (kernel 4: divisible by the stride, no checkerboard),
-    batch norm and ReLU, then ``tanh``; returns images ``[N, 1, 28, 28]`` in ``[0, 1]``."""
+    batch norm and ReLU, then ``tanh``; returns images ``[N, 1, 28, 28]`` in ``[0, 1]``.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
 
     def __init__(self, latent: int = 32, width: int = 32):
         super().__init__()
@@ -314,7 +344,10 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """DCGAN's discriminator: images ``[N, 1, 28, 28]`` in ``[0, 1]`` -> one logit each ``[N]``
-    ("real" when positive), by stride-2 convolutions with leaky ReLUs."""
+    ("real" when positive), by stride-2 convolutions with leaky ReLUs.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
 
     def __init__(self, width: int = 32):
         super().__init__()
@@ -330,7 +363,10 @@ class Discriminator(nn.Module):
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """``-(log D(x) + log(1 - D(G(z))))``, averaged: the discriminator's side of the minimax
-    game, as binary cross-entropy with real = 1 and fake = 0."""
+    game, as binary cross-entropy with real = 1 and fake = 0.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
     return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
 
@@ -340,7 +376,10 @@ def generator_loss(fake_logits: torch.Tensor, saturating: bool = False) -> torch
     same fixed point as the minimax game's ``log(1 - D(G(z)))`` (``saturating=True``, which the
     generator minimises) but strong gradients while the discriminator wins, early in training,
     where ``log(1 - D)`` is flat. Per logit ``a`` (``D = sigmoid(a)``) the gradients are
-    ``-(1 - D)`` and ``-D``."""
+    ``-(1 - D)`` and ``-D``.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
     if saturating:
         return -F.softplus(fake_logits).mean()           # log(1 - sigmoid(a)) = -softplus(a)
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
@@ -348,14 +387,20 @@ def generator_loss(fake_logits: torch.Tensor, saturating: bool = False) -> torch
 
 def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tensor:
     """The discriminator that maximises the GAN value for fixed densities (evaluated on the
-    same points): ``D*(x) = p_data(x) / (p_data(x) + p_g(x))``; 1/2 where both are zero."""
+    same points): ``D*(x) = p_data(x) / (p_data(x) + p_g(x))``; 1/2 where both are zero.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
     total = p_data + p_g
     return torch.where(total > 0, p_data / total.clamp(min=1e-300), torch.full_like(total, 0.5))
 
 
 def gan_value(d: torch.Tensor, p_data: torch.Tensor, p_g: torch.Tensor, dx: float) -> torch.Tensor:
     """The GAN value ``V(D, G) = E_data[log D] + E_g[log(1 - D)]`` for densities sampled on a
-    grid of spacing ``dx`` (a Riemann sum), with ``D`` given on the same grid."""
+    grid of spacing ``dx`` (a Riemann sum), with ``D`` given on the same grid.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
     eps = 1e-12
     return ((p_data * torch.log(d.clamp(min=eps))).sum()
             + (p_g * torch.log((1 - d).clamp(min=eps))).sum()) * dx
@@ -364,7 +409,10 @@ def gan_value(d: torch.Tensor, p_data: torch.Tensor, p_g: torch.Tensor, dx: floa
 def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Adaptive instance normalisation (StyleGAN's AdaIN): normalise each channel of each image
     ``x [N, C, H, W]`` to zero mean and unit variance over its pixels, then scale and shift it
-    by that image's style, ``scale`` and ``bias [N, C]``. The style replaces the statistics."""
+    by that image's style, ``scale`` and ``bias [N, C]``. The style replaces the statistics.
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
     if x.ndim != 4 or scale.shape != x.shape[:2] or bias.shape != x.shape[:2]:
         raise ValueError(f"adain takes x [N, C, H, W] and scale, bias [N, C]; got {tuple(x.shape)}, "
                          f"{tuple(scale.shape)}, {tuple(bias.shape)}")
@@ -377,7 +425,10 @@ class StyleMapping(nn.Module):
     """StyleGAN's mapping network and the affine maps to styles: noise ``z [N, latent]`` is
     normalised, passed through ``layers`` fully connected layers with leaky ReLUs to ``w``, and
     ``styles(w)`` gives each of ``n_styles`` synthesis layers its ``(scale, bias) [N, channels]``
-    (the scale centred on 1)."""
+    (the scale centred on 1).
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
 
     def __init__(self, latent: int = 8, layers: int = 4, channels: int = 4, n_styles: int = 2):
         super().__init__()
@@ -405,7 +456,10 @@ class DigitReader:
     feature layer is the space of the Fréchet distance (``features``), and its prediction reads
     which digit a sample shows (``labels``, ``agreement``). A ``SmallConvNet(feature_dim=16)``
     trained with ``dlcv.training.fit`` and Adam at ``lr`` for ``epochs`` on ``images
-    [N, 1, 28, 28]`` in [0, 1] with ``labels [N]``, from ``torch.manual_seed(seed)``."""
+    [N, 1, 28, 28]`` in [0, 1] with ``labels [N]``, from ``torch.manual_seed(seed)``.
+
+    First used in section 15.6, *Measuring samples: the Fréchet distance*.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
                  lr: float = 2e-3, seed: int = 0, device=None):
@@ -441,7 +495,10 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     covariances. FID is this with Inception-v3's pool features; with another network's features
     it is another number, on another scale. ``tr (S_a S_b)^(1/2)`` is computed as the sum of the
     square roots of the eigenvalues of ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric, so ``eigvalsh``),
-    in float64."""
+    in float64.
+
+    First used in section 15.6, *Measuring samples: the Fréchet distance*.
+    """
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"features must be [N, D] and [M, D], got {tuple(a.shape)} and {tuple(b.shape)}")
     if len(a) < 2 or len(b) < 2:
@@ -486,14 +543,20 @@ def _train_terms(model: nn.Module, images: torch.Tensor, names: tuple[str, ...],
 def train_vae(vae: VAE, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
               lr: float = 2e-3, seed: int = 0) -> list[dict]:
     """Maximise the ELBO (minimise ``reconstruction + kl``, per example) with Adam. Returns, per
-    epoch, the mean of both terms in nats, so that a chapter can plot how they trade off."""
+    epoch, the mean of both terms in nats, so that a chapter can plot how they trade off.
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
     return _train_terms(vae, images, ("reconstruction", "kl"), epochs=epochs, batch_size=batch_size,
                         lr=lr, seed=seed)
 
 
 def train_autoencoder(model: Autoencoder, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
                       lr: float = 2e-3, seed: int = 0) -> list[dict]:
-    """Minimise the reconstruction's cross-entropy; per epoch ``{"reconstruction": nats}``."""
+    """Minimise the reconstruction's cross-entropy; per epoch ``{"reconstruction": nats}``.
+
+    First used in section 15.3, *Autoencoders*.
+    """
     return _train_terms(model, images, ("reconstruction",), epochs=epochs, batch_size=batch_size,
                         lr=lr, seed=seed)
 
@@ -501,7 +564,10 @@ def train_autoencoder(model: Autoencoder, images: torch.Tensor, *, epochs: int, 
 def train_vqvae(model: VQVAE, images: torch.Tensor, *, epochs: int, batch_size: int = 128,
                 lr: float = 2e-3, seed: int = 0) -> list[dict]:
     """Minimise reconstruction plus the codebook and commitment loss; per epoch the mean of
-    ``reconstruction`` (nats per image) and ``vq``."""
+    ``reconstruction`` (nats per image) and ``vq``.
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
     return _train_terms(model, images, ("reconstruction", "vq"), epochs=epochs, batch_size=batch_size,
                         lr=lr, seed=seed)
 
@@ -511,7 +577,10 @@ def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_
     """Maximum likelihood: minimise the cross-entropy of every pixel's level given the pixels
     before it. ``images`` are float ``[N, 1, H, W]`` in ``[0, 1]`` (quantised to the model's
     levels here) or already levels, int64 ``[N, 1, H, W]`` (a VQ-VAE's code indices, for its
-    prior). Returns each epoch's mean negative log-likelihood in bits per pixel."""
+    prior). Returns each epoch's mean negative log-likelihood in bits per pixel.
+
+    First used in section 15.2, *Autoregressive models: PixelCNN*.
+    """
     if images.dtype == torch.long:
         if images.ndim != 4 or images.shape[1] != 1 or images.min() < 0 or images.max() >= model.levels:
             raise ValueError(f"levels must be int64 [N, 1, H, W] in 0..{model.levels - 1}, got "
@@ -543,7 +612,10 @@ def train_gan(generator: Generator, discriminator: Discriminator, images: torch.
     of the generator (``generator_loss`` on fresh fakes), each with Adam (beta1 = 0.5, DCGAN's
     choice). Returns per epoch the mean losses and the discriminator's mean output on real and
     on fake images, the numbers a GAN's training is watched by; ``on_epoch(epoch)`` is called
-    after each epoch (to record samples)."""
+    after each epoch (to record samples).
+
+    First used in section 15.5, *Generative adversarial networks*.
+    """
     _check_images(images)
     device = runtime.device_of(generator)
     gen = torch.Generator().manual_seed(seed + 1)

@@ -91,7 +91,10 @@ ALEXNET_2012_TEST_TOP5 = {"5 CNNs, challenge data only": 16.4, "7 CNNs, 2 pretra
 
 
 def winners(results=ILSVRC_CLASSIFICATION) -> dict[int, IlsvrcResult]:
-    """Each year's best entry (lowest top-5 error), by year in increasing order."""
+    """Each year's best entry (lowest top-5 error), by year in increasing order.
+
+    First used in section 1.3, *ImageNet and its challenge*.
+    """
     best: dict[int, IlsvrcResult] = {}
     for r in results:
         if r.year not in best or r.top5_error < best[r.year].top5_error:
@@ -100,7 +103,10 @@ def winners(results=ILSVRC_CLASSIFICATION) -> dict[int, IlsvrcResult]:
 
 
 def error_reductions(results=ILSVRC_CLASSIFICATION) -> list[tuple[int, float, float]]:
-    """For each year's best entry: ``(year, best top-5 error, relative reduction vs. the year before)``."""
+    """For each year's best entry: ``(year, best top-5 error, relative reduction vs. the year before)``.
+
+    First used in section 1.3, *ImageNet and its challenge*.
+    """
     best = {year: r.top5_error for year, r in winners(results).items()}
     years = list(best)
     out = [(years[0], best[years[0]], float("nan"))]

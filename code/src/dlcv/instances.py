@@ -29,7 +29,10 @@ class InstanceHeads(nn.Module):
     """Mask R-CNN's mask and keypoint branches, small: RoI Align cuts a ``14 x 14`` window of
     the features out of each box, three 3x3 convolutions and a stride-2 transposed convolution
     bring it to ``28 x 28``, and 1x1 convolutions give one mask logit per pixel (class-agnostic)
-    and one heatmap logit per pixel and keypoint."""
+    and one heatmap logit per pixel and keypoint.
+
+    First used in section 14.6, *Instance segmentation: Mask R-CNN*.
+    """
 
     def __init__(self, channels: int, num_keypoints: int = 4, width: int = 32):
         super().__init__()
@@ -88,7 +91,10 @@ def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images
     size (so that the heads also learn from imperfect boxes, as they will get from a detector),
     with the backbone frozen: per-pixel binary cross-entropy for masks, a softmax over the
     ``28 x 28`` cells for each keypoint (Mask R-CNN's choice). Returns each epoch's mean
-    losses."""
+    losses.
+
+    First used in section 14.6, *Instance segmentation: Mask R-CNN*.
+    """
     device = runtime.device_of(backbone)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=1e-4)
@@ -127,7 +133,10 @@ def predict_instances(heads: InstanceHeads, backbone: SegmentationNet, image: to
     """For one image ``uint8 [3, H, W]`` and boxes ``[K, 4]``: full-size masks ``bool [K, H, W]``
     (each 28 x 28 mask resized to its box and pasted, > 0.5), a score per mask (its mean
     probability inside the mask), and keypoints ``[K, P, 2]`` (x, y) at the centres of the
-    heatmaps' best cells."""
+    heatmaps' best cells.
+
+    First used in section 14.6, *Instance segmentation: Mask R-CNN*.
+    """
     heads.eval()
     device = runtime.device_of(backbone)
     H, W = image.shape[-2:]
@@ -157,6 +166,9 @@ def predict_instances(heads: InstanceHeads, backbone: SegmentationNet, image: to
 
 def keypoint_error(predicted: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Distances in pixels ``[K, P]`` between predicted ``[K, P, 2]`` and true ``[K, P, 3]``
-    keypoints (NaN where the true one is not visible)."""
+    keypoints (NaN where the true one is not visible).
+
+    First used in section 14.6, *Instance segmentation: Mask R-CNN*.
+    """
     d = (predicted - true[..., :2]).norm(dim=-1)
     return torch.where(true[..., 2] > 0, d, torch.full_like(d, float("nan")))

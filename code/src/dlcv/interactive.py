@@ -162,5 +162,8 @@ def _script() -> str:
 def interactive_figure(draw: Callable[..., Any], dpi: int = 72, alt: str = "interactive figure",
                        **params: Sequence) -> InteractiveFigure:
     """An interactive figure over one to three parameters (at most MAX_FRAMES combinations);
-    see the module docstring."""
+    see the module docstring.
+
+    First used in section 1.3, *ImageNet and its challenge*.
+    """
     return InteractiveFigure(draw, params, dpi=dpi, alt=alt)

@@ -35,6 +35,8 @@ def l2_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     The expansion turns the work into one matrix product. Rounding can make the squared
     distance slightly negative for near-identical rows, so it is clamped at zero.
+
+    First used in section 2.4, *Distances between images*.
     """
     _check_pair(a, b)
     sq = (a * a).sum(1, keepdim=True) + (b * b).sum(1) - 2 * a @ b.T
@@ -48,6 +50,8 @@ def knn_vote(sorted_labels: torch.Tensor, k: int, num_classes: int) -> torch.Ten
     """Majority vote among the first ``k`` columns of ``[M, N]`` neighbour labels → ``[M]``.
 
     Ties go to the smallest class index (as in scikit-learn).
+
+    First used in section 2.5, *Nearest neighbour, then k nearest neighbours*.
     """
     votes = torch.zeros(len(sorted_labels), num_classes, device=sorted_labels.device)
     votes.scatter_add_(1, sorted_labels[:, :k], torch.ones_like(sorted_labels[:, :k], dtype=votes.dtype))
@@ -55,7 +59,10 @@ def knn_vote(sorted_labels: torch.Tensor, k: int, num_classes: int) -> torch.Ten
 
 
 class KNearestNeighbor:
-    """k-NN with the data-driven API of the slides: ``train`` memorises, ``predict`` votes."""
+    """k-NN with the data-driven API of the slides: ``train`` memorises, ``predict`` votes.
+
+    First used in section 2.5, *Nearest neighbour, then k nearest neighbours*.
+    """
 
     def __init__(self, k: int = 1, distance: str = "L2"):
         if not isinstance(k, int) or k < 1:
@@ -90,7 +97,10 @@ class KNearestNeighbor:
 
 def nearest_neighbor_loop(X_train: torch.Tensor, y_train: torch.Tensor, X: torch.Tensor,
                           distance: str = "L1") -> torch.Tensor:
-    """The slide's 1-NN: a Python loop over test images. Slow; kept to test the fast version."""
+    """The slide's 1-NN: a Python loop over test images. Slow; kept to test the fast version.
+
+    First used in section 2.5, *Nearest neighbour, then k nearest neighbours*.
+    """
     dist = DISTANCES[distance]
     preds = torch.empty(len(X), dtype=torch.long)
     for i in range(len(X)):
@@ -104,6 +114,8 @@ def cross_validate_k(X: torch.Tensor, y: torch.Tensor, ks: list[int], folds: int
 
     The data are split into ``folds`` contiguous folds (shuffle beforehand); for each fold,
     distances to the other folds are computed once and sorted once, then every k is scored.
+
+    First used in section 2.6, *Setting hyperparameters*.
     """
     if folds < 2 or folds > len(X):
         raise ValueError(f"folds must lie in 2..{len(X)}, got {folds}")

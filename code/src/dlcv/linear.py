@@ -37,25 +37,37 @@ def _check_labels(y: torch.Tensor, n: int, c: int) -> None:
 
 
 def linear_scores(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """Class scores ``f(x, W) = W x + b`` for every row of ``x``: ``[N, D] -> [N, C]``."""
+    """Class scores ``f(x, W) = W x + b`` for every row of ``x``: ``[N, D] -> [N, C]``.
+
+    First used in section 3.1, *From memorising to a parametric model*.
+    """
     _check_xwb(x, W, b)
     s = x @ W.T
     return s + b if b is not None else s
 
 
 def log_softmax(scores: torch.Tensor) -> torch.Tensor:
-    """``log p`` along the last axis, stable for large scores (subtracts the row maximum)."""
+    """``log p`` along the last axis, stable for large scores (subtracts the row maximum).
+
+    First used in section 3.3, *Loss functions*.
+    """
     shifted = scores - scores.max(dim=-1, keepdim=True).values
     return shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
 
 
 def softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Probabilities ``exp(s_k) / sum_j exp(s_j)`` along the last axis."""
+    """Probabilities ``exp(s_k) / sum_j exp(s_j)`` along the last axis.
+
+    First used in section 3.3, *Loss functions*.
+    """
     return log_softmax(scores).exp()
 
 
 def cross_entropy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood ``-log p_{y_i}`` of the labels under ``softmax(scores)``."""
+    """Mean negative log-likelihood ``-log p_{y_i}`` of the labels under ``softmax(scores)``.
+
+    First used in section 3.3, *Loss functions*.
+    """
     if scores.ndim != 2:
         raise ValueError(f"scores must be [N, C], got shape {tuple(scores.shape)}")
     _check_labels(y, scores.shape[0], scores.shape[1])
@@ -63,14 +75,20 @@ def cross_entropy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def squared_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean of ``1/2 (f(x) - y)^2``: the regression loss of the slides."""
+    """Mean of ``1/2 (f(x) - y)^2``: the regression loss of the slides.
+
+    First used in section 3.3, *Loss functions*.
+    """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have one shape")
     return 0.5 * ((pred - target) ** 2).mean()
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``[N]`` integer labels to ``[N, C]`` rows with a single 1: the "correct probabilities"."""
+    """``[N]`` integer labels to ``[N, C]`` rows with a single 1: the "correct probabilities".
+
+    First used in section 3.3, *Loss functions*.
+    """
     _check_labels(y, len(y), num_classes)
     out = torch.zeros(len(y), num_classes, dtype=torch.get_default_dtype(), device=y.device)
     out[torch.arange(len(y), device=y.device), y] = 1
@@ -78,7 +96,10 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """``D_KL(P || Q) = sum_y P(y) log(P(y) / Q(y))`` along the last axis (0 log 0 = 0)."""
+    """``D_KL(P || Q) = sum_y P(y) log(P(y) / Q(y))`` along the last axis (0 log 0 = 0).
+
+    First used in section 3.3, *Loss functions*.
+    """
     if p.shape != q.shape:
         raise ValueError(f"p {tuple(p.shape)} and q {tuple(q.shape)} must have one shape")
     terms = torch.where(p > 0, p * (p.clamp_min(1e-300).log() - q.log()), torch.zeros_like(p))
@@ -90,6 +111,8 @@ def softmax_cross_entropy_grad(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor
 
     ``dL/ds = (softmax(s) - onehot(y)) / N`` ``[N, C]``; ``dL/dW = (dL/ds)^T x`` ``[C, D]``;
     ``dL/db = sum over rows of dL/ds`` ``[C]``. Returns ``(loss, dW, db)``.
+
+    First used in section 3.4, *The gradient, derived and checked*.
     """
     s = linear_scores(x, W, b)
     loss = cross_entropy(s, y)
@@ -103,6 +126,8 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
     Slow (two evaluations of ``f`` per entry) and only as exact as float64 allows, which is
     why it checks an analytic gradient and never replaces one.
+
+    First used in section 3.4, *The gradient, derived and checked*.
     """
     if x.dtype != torch.float64:
         raise TypeError(f"use float64 for numerical gradients (got {x.dtype}): float32 is too coarse")
@@ -121,7 +146,10 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 class SoftmaxClassifier:
     """A linear softmax classifier trained by minibatch gradient descent on the hand-derived
-    gradient (no autograd). ``W [C, D]`` starts at small random values, ``b [C]`` at 0."""
+    gradient (no autograd). ``W [C, D]`` starts at small random values, ``b [C]`` at 0.
+
+    First used in section 3.5, *Training on real images*.
+    """
 
     def __init__(self, num_features: int, num_classes: int, weight_scale: float = 1e-3,
                  generator: torch.Generator | None = None, device=None, dtype=torch.float32):
@@ -196,6 +224,8 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, *, lr: float, steps: int, opt
     whole training set), and ``val_loss``/``val_acc`` when validation data are given, every
     ``record_every`` steps and after the last. When training is cut (the smoke scale,
     ``dlcv.runtime.limit_steps``) it stops after ``runtime.SMOKE_STEPS`` steps.
+
+    First used in section 4.1, *Optimisation is search on a landscape*.
     """
     if optimizer not in _TORCH_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {sorted(_TORCH_OPTIMIZERS)}")

@@ -52,7 +52,10 @@ ACTIVATIONS = {
 def init_mlp(sizes: list[int], scale: float = 0.01, generator: torch.Generator | None = None,
              device=None) -> list[torch.Tensor]:
     """Parameters ``[W1, b1, W2, b2, ...]`` of an MLP with layer widths ``sizes`` (input first):
-    ``W_k [sizes[k], sizes[k+1]]`` drawn as ``scale * N(0, 1)``, biases zero, all trainable."""
+    ``W_k [sizes[k], sizes[k+1]]`` drawn as ``scale * N(0, 1)``, biases zero, all trainable.
+
+    First used in section 5.1, *From a linear classifier to a network*.
+    """
     if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
         raise ValueError(f"sizes must list at least an input and an output width, all >= 1; got {sizes}")
     params = []
@@ -65,7 +68,10 @@ def init_mlp(sizes: list[int], scale: float = 0.01, generator: torch.Generator |
 def mlp_forward(params: list[torch.Tensor], x: torch.Tensor,
                 activation: Callable[[torch.Tensor], torch.Tensor] = ACTIVATIONS["ReLU"]) -> torch.Tensor:
     """``h = act(x @ W1 + b1)``, ..., scores ``= h @ W_L + b_L`` (no activation on the last layer).
-    ``x`` may be images ``[N, ...]``; it is flattened to ``[N, D]``."""
+    ``x`` may be images ``[N, ...]``; it is flattened to ``[N, D]``.
+
+    First used in section 5.3, *A neural network in a few lines*.
+    """
     if len(params) % 2:
         raise ValueError("params must alternate weights and biases: [W1, b1, W2, b2, ...]")
     h = x.reshape(len(x), -1)
@@ -81,7 +87,10 @@ def mlp_forward(params: list[torch.Tensor], x: torch.Tensor,
 
 def mlp_to_torch(params: list[torch.Tensor], activation: str = "ReLU") -> torch.nn.Sequential:
     """The same network as ``torch.nn.Sequential(Flatten, Linear, act, ..., Linear)``, with the
-    parameters copied (``nn.Linear`` stores ``W`` transposed)."""
+    parameters copied (``nn.Linear`` stores ``W`` transposed).
+
+    First used in section 5.3, *A neural network in a few lines*.
+    """
     layers: list[torch.nn.Module] = [torch.nn.Flatten()]
     n_layers = len(params) // 2
     for k in range(n_layers):
@@ -109,7 +118,10 @@ def fit_relu_units(x: torch.Tensor, y: torch.Tensor, n_units: int, lo: float | N
                    hi: float | None = None):
     """Best least-squares fit ``y ~ p + sum_j u_j max(0, x - k_j)`` with ``n_units`` ReLU units
     whose kinks ``k_j`` are spread evenly over ``[lo, hi)``. Returns ``(predict, coefficients)``;
-    the fit is a piecewise-linear interpolant with ``n_units`` kinks."""
+    the fit is a piecewise-linear interpolant with ``n_units`` kinks.
+
+    First used in section 5.6, *Universal approximation*.
+    """
     if n_units < 1:
         raise ValueError(f"n_units must be >= 1, got {n_units}")
     lo = float(x.min()) if lo is None else lo
@@ -126,7 +138,10 @@ def fit_relu_units(x: torch.Tensor, y: torch.Tensor, n_units: int, lo: float | N
 
 def relu_bump(x: torch.Tensor, left: float, right: float, height: float = 1.0, ramp: float = 0.1) -> torch.Tensor:
     """A trapezoid "bump", 0 outside ``[left, right]`` and ``height`` inside, built from four
-    ReLU units: ``h/r * (relu(x-l) - relu(x-l-r) - relu(x-right+r) + relu(x-right))``."""
+    ReLU units: ``h/r * (relu(x-l) - relu(x-l-r) - relu(x-right+r) + relu(x-right))``.
+
+    First used in section 5.6, *Universal approximation*.
+    """
     if not left + 2 * ramp <= right:
         raise ValueError(f"need left + 2*ramp <= right, got left={left}, right={right}, ramp={ramp}")
     r = torch.relu

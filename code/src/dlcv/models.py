@@ -12,6 +12,8 @@ class SmallConvNet(nn.Module):
 
     ``features(x)`` returns the ``[N, feature_dim]`` activations of the next-to-last layer,
     the learned representation that Chapter 2 uses for nearest-neighbour search.
+
+    First used in section 2.8, *Nearest neighbours on learned features*.
     """
 
     def __init__(self, num_classes: int = 10, width: int = 16, feature_dim: int = 64):
@@ -38,7 +40,10 @@ class SmallResNet(nn.Module):
     first halves the resolution with a stride-2 block and a 1x1 projection shortcut, as in
     ResNet), global average pooling and one linear layer. Blocks are torchvision's own
     ``BasicBlock``, the block of ResNet-18 and ResNet-34, unless ``block`` names another class
-    with the same constructor (an exercise removes the skip connection this way)."""
+    with the same constructor (an exercise removes the skip connection this way).
+
+    First used in section 8.5, *Residual networks*.
+    """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths=(16, 32, 64), blocks: int = 1,
                  block=None):

@@ -35,7 +35,10 @@ __all__ = ["camera_rays", "orbit_pose", "render_weights", "volume_render", "posi
 
 def orbit_pose(angle: float, radius: float = 4.0, height: float = 1.5) -> torch.Tensor:
     """A camera-to-world matrix ``[4, 4]`` for a camera at ``angle`` (radians) on a horizontal
-    circle of ``radius`` around the origin, ``height`` above it, looking at the origin."""
+    circle of ``radius`` around the origin, ``height`` above it, looking at the origin.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
     eye = torch.tensor([radius * math.sin(angle), height, radius * math.cos(angle)])
     forward = -eye / eye.norm()                          # the camera looks down -z: z = -forward
     right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0]))
@@ -48,7 +51,10 @@ def orbit_pose(angle: float, radius: float = 4.0, height: float = 1.5) -> torch.
 
 def camera_rays(height: int, width: int, focal: float, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays through the centres of the pixels of a pinhole camera with focal length ``focal``
-    (in pixels) at ``pose``: origins and unit directions, ``[H*W, 3]`` each, row by row."""
+    (in pixels) at ``pose``: origins and unit directions, ``[H*W, 3]`` each, row by row.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
     if pose.shape != (4, 4):
         raise ValueError(f"pose must be a [4, 4] camera-to-world matrix, got {tuple(pose.shape)}")
     j, i = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
@@ -74,7 +80,10 @@ def volume_render(sigma: torch.Tensor, colour: torch.Tensor, t: torch.Tensor,
                   background: float = 1.0, far_delta: float = 1e10) -> torch.Tensor:
     """Each ray's colour ``[R, 3]`` from densities ``[R, S]``, colours ``[R, S, 3]`` and sample
     distances ``[R, S]``: the weighted sum, and ``background`` for whatever light passes
-    through every sample."""
+    through every sample.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
     w = render_weights(sigma, t, far_delta)
     return (w[..., None] * colour).sum(1) + background * (1 - w.sum(1, keepdim=True))
 
@@ -82,7 +91,10 @@ def volume_render(sigma: torch.Tensor, colour: torch.Tensor, t: torch.Tensor,
 def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
     """``[..., D] -> [..., D (1 + 2 frequencies)]``: the coordinates, then ``sin`` and ``cos``
     of ``2^k pi x`` for ``k = 0 .. frequencies - 1``. Lets an MLP, which prefers smooth
-    functions of its inputs, fit detail that varies fast in space."""
+    functions of its inputs, fit detail that varies fast in space.
+
+    First used in section 16.5, *Exercises*.
+    """
     out = [x]
     for k in range(frequencies):
         out += [torch.sin(2.0 ** k * math.pi * x), torch.cos(2.0 ** k * math.pi * x)]
@@ -92,7 +104,10 @@ def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
 class TinyNeRF(nn.Module):
     """An MLP from a 3-D point (positionally encoded with ``frequencies`` octaves; 0: the raw
     coordinates) to a density (ReLU) and a colour (sigmoid). No view direction: the scene is
-    lit diffusely, so colours do not change with the viewpoint."""
+    lit diffusely, so colours do not change with the viewpoint.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
 
     def __init__(self, frequencies: int = 6, width: int = 64, layers: int = 3):
         super().__init__()
@@ -130,7 +145,10 @@ def render_rays(model: TinyNeRF, origins: torch.Tensor, dirs: torch.Tensor, near
 @torch.no_grad()
 def render_image(model: TinyNeRF, height: int, width: int, focal: float, pose: torch.Tensor,
                  near: float, far: float, samples: int, chunk: int = 4096) -> torch.Tensor:
-    """A whole view ``[H, W, 3]``, rendered in chunks of rays."""
+    """A whole view ``[H, W, 3]``, rendered in chunks of rays.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
     device = runtime.device_of(model)
     origins, dirs = camera_rays(height, width, focal, pose)
     out = [render_rays(model, o.to(device), d.to(device), near, far, samples)
@@ -139,7 +157,10 @@ def render_image(model: TinyNeRF, height: int, width: int, focal: float, pose: t
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Peak signal-to-noise ratio in dB of two images in ``[0, 1]``: ``-10 log10 MSE``."""
+    """Peak signal-to-noise ratio in dB of two images in ``[0, 1]``: ``-10 log10 MSE``.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
     mse = F.mse_loss(a.float(), b.float()).item()
     return float("inf") if mse == 0 else -10 * math.log10(mse)
 
@@ -149,7 +170,10 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
                lr: float = 5e-3, seed: int = 0) -> list[float]:
     """Fit ``model`` to posed views ``images [V, H, W, 3]``, ``poses [V, 4, 4]``: each step
     renders a random batch of rays from all views (stratified samples) and minimises the MSE
-    to their pixels with Adam. Returns the loss of every step. Cut at the smoke scale."""
+    to their pixels with Adam. Returns the loss of every step. Cut at the smoke scale.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
     if images.ndim != 4 or images.shape[-1] != 3 or len(poses) != len(images):
         raise ValueError(f"images must be [V, H, W, 3] with one pose each, got {tuple(images.shape)} "
                          f"and {len(poses)} poses")
@@ -180,7 +204,10 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
 class Scene:
     """Spheres ``(centre, radius, colour)`` resting on a grey floor at ``y = floor``, lit by a
     distant light (Lambert's cosine law plus ambient light), on a white background. ``render``
-    traces one ray per pixel exactly, the ground truth a NeRF is fitted to."""
+    traces one ray per pixel exactly, the ground truth a NeRF is fitted to.
+
+    First used in section 16.3, *Neural rendering: NeRF*.
+    """
 
     spheres: list = field(default_factory=lambda: [
         ((0.0, 0.0, 0.0), 0.8, (0.84, 0.37, 0.0)),     # the book's palette: vermillion

@@ -71,7 +71,10 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Gradient descent with optional (heavy-ball) momentum."""
+    """Gradient descent with optional (heavy-ball) momentum.
+
+    First used in section 4.4, *Momentum, AdaGrad, RMSProp and Adam*.
+    """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
@@ -89,7 +92,10 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """Per-coordinate step sizes that shrink with the sum of all squared gradients so far."""
+    """Per-coordinate step sizes that shrink with the sum of all squared gradients so far.
+
+    First used in section 4.4, *Momentum, AdaGrad, RMSProp and Adam*.
+    """
 
     def __init__(self, params, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0):
         super().__init__(params, lr, weight_decay)
@@ -102,7 +108,10 @@ class AdaGrad(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """AdaGrad with a leaky (exponentially decaying) sum of squared gradients."""
+    """AdaGrad with a leaky (exponentially decaying) sum of squared gradients.
+
+    First used in section 4.4, *Momentum, AdaGrad, RMSProp and Adam*.
+    """
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -118,7 +127,10 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    """Momentum (first moment) plus RMSProp (second moment), both bias-corrected."""
+    """Momentum (first moment) plus RMSProp (second moment), both bias-corrected.
+
+    First used in section 4.4, *Momentum, AdaGrad, RMSProp and Adam*.
+    """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
@@ -140,7 +152,10 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay: the decay shrinks ``w`` directly, outside Adam's
-    per-coordinate scaling."""
+    per-coordinate scaling.
+
+    First used in section 4.4, *Momentum, AdaGrad, RMSProp and Adam*.
+    """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2):
@@ -164,7 +179,10 @@ TORCH_TWINS = {SGD: torch.optim.SGD, AdaGrad: torch.optim.Adagrad, RMSProp: torc
 
 
 def gradient_descent_1d(grad: Callable[[float], float], x0: float, lr: float, steps: int) -> list[float]:
-    """``x <- x - lr * grad(x)``, ``steps`` times from ``x0``; returns ``[x0, x1, ..., x_steps]``."""
+    """``x <- x - lr * grad(x)``, ``steps`` times from ``x0``; returns ``[x0, x1, ..., x_steps]``.
+
+    First used in section 4.2, *Follow the slope*.
+    """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     xs = [float(x0)]
@@ -209,7 +227,10 @@ SURFACES = {
 def trajectory(optimizer: str | Callable, surface: Surface, lr: float, steps: int, start=None,
                **hyper) -> np.ndarray:
     """Positions ``[steps + 1, 2]`` of an optimiser (a name in ``OPTIMIZERS`` or a class) run on
-    ``surface`` from ``start`` (default: the surface's start); gradients come from autograd."""
+    ``surface`` from ``start`` (default: the surface's start); gradients come from autograd.
+
+    First used in section 4.4, *Momentum, AdaGrad, RMSProp and Adam*.
+    """
     make = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
     w = torch.tensor(start or surface.start, dtype=torch.float64, requires_grad=True)
     opt = make([w], lr=lr, **hyper)

@@ -25,7 +25,10 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
 
 def use_book_style() -> None:
     """Set the book's matplotlib style: readable sizes, light grid, colour-blind-safe palette,
-    and a line style that changes with the colour, so that lines differ by more than colour."""
+    and a line style that changes with the colour, so that lines differ by more than colour.
+
+    First used at the start of chapter 1.
+    """
     mpl.rcParams.update({
         "figure.figsize": (6.4, 4.0), "figure.dpi": 100, "savefig.dpi": 100,
         "figure.constrained_layout.use": True,
@@ -50,7 +53,10 @@ def _to_hwc(img) -> np.ndarray:
 
 def image_grid(images, titles: Sequence[str] | None = None, ncols: int = 8,
                size: float = 1.2, cmap: str = "gray", suptitle: str | None = None):
-    """Show images in a grid with optional titles; ``images`` is a sequence or an ``[N, ...]`` array."""
+    """Show images in a grid with optional titles; ``images`` is a sequence or an ``[N, ...]`` array.
+
+    First used in section 1.6, *A first taste: a pretrained network on real photographs*.
+    """
     images = list(images)
     if not images:
         raise ValueError("image_grid needs at least one image")
@@ -92,7 +98,10 @@ def plot_curves(curves: dict[str, Sequence[float]], xlabel: str = "epoch", ylabe
 
 def plot_confusion(y_true, y_pred, classes: Sequence[str], normalize: bool = True, ax=None,
                    title: str | None = None):
-    """Confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
+    """Confusion matrix (rows: true class, columns: predicted), row-normalised by default.
+
+    First used in section 2.6, *Setting hyperparameters*.
+    """
     y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred differ in length: {y_true.shape} vs {y_pred.shape}")
@@ -125,7 +134,10 @@ def plot_confusion(y_true, y_pred, classes: Sequence[str], normalize: bool = Tru
 
 def image_row(ax_row, images, titles: Sequence[str] | None = None) -> None:
     """Draw grey images ``[N, 1, H, W]`` in [0, 1] along a row of axes, dark on light, without
-    ticks or frames; ``titles`` (optional) above them. Chapters 15 and 16 show samples so."""
+    ticks or frames; ``titles`` (optional) above them. Chapters 15 and 16 show samples so.
+
+    First used in section 15.2, *Autoregressive models: PixelCNN*.
+    """
     for k, ax in enumerate(ax_row):
         ax.imshow(images[k, 0].detach().cpu(), cmap="gray_r", vmin=0, vmax=1)
         ax.set_xticks([])
@@ -138,7 +150,10 @@ def image_row(ax_row, images, titles: Sequence[str] | None = None) -> None:
 
 
 def row_label(ax, text: str) -> None:
-    """Name a row of images at its left (the axes' y label, so that the layout makes room)."""
+    """Name a row of images at its left (the axes' y label, so that the layout makes room).
+
+    First used in section 15.4, *Variational autoencoders*.
+    """
     ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=8)
 
 
@@ -147,6 +162,8 @@ def glue_figure(name: str, fig) -> None:
 
     Closing matters: an open figure is also drawn at the end of its cell, so a page would
     show it twice.
+
+    First used in section 1.2, *Two threads: seeing and learning*.
     """
     from dlcv.book import HAVE_MYST_NB, glue
 

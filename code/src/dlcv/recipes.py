@@ -35,7 +35,10 @@ def activation_stats(x: torch.Tensor, depth: int, width: int, std: Callable[[int
 
     ``weights`` (optional) are ``depth`` standard-normal matrices ``[D_in, width]`` to scale
     instead of drawing new ones, so several initialisations can be compared on the same draw
-    (and a 4,096-wide stack is drawn once, not once per comparison)."""
+    (and a 4,096-wide stack is drawn once, not once per comparison).
+
+    First used in section 9.3, *Weight initialisation*.
+    """
     if x.ndim != 2:
         raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}")
     if weights is not None and len(weights) != depth:
@@ -56,7 +59,10 @@ def activation_stats(x: torch.Tensor, depth: int, width: int, std: Callable[[int
 
 @torch.no_grad()
 def dead_units(activations: torch.Tensor) -> float:
-    """Fraction of ReLU units (columns of ``[N, H]``) that output 0 for every one of the N inputs."""
+    """Fraction of ReLU units (columns of ``[N, H]``) that output 0 for every one of the N inputs.
+
+    First used in section 9.1, *Activation functions and dead ReLUs*.
+    """
     if activations.ndim != 2:
         raise ValueError(f"activations must be [N, H], got shape {tuple(activations.shape)}")
     return (activations.max(dim=0).values <= 0).float().mean().item()
@@ -64,7 +70,10 @@ def dead_units(activations: torch.Tensor) -> float:
 
 def dropout(x: torch.Tensor, p: float, training: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     """Inverted dropout: in training, zero each entry with probability ``p`` and scale the rest
-    by ``1 / (1 - p)`` so that the expected value is unchanged; in evaluation, the identity."""
+    by ``1 / (1 - p)`` so that the expected value is unchanged; in evaluation, the identity.
+
+    First used in section 9.4, *Regularisation*.
+    """
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0:
@@ -77,7 +86,10 @@ def mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float = 0.2
           generator: torch.Generator | None = None):
     """Blend each example with a random partner: ``x' = lam x_i + (1 - lam) x_j`` and soft
     targets ``lam onehot(y_i) + (1 - lam) onehot(y_j)``, one ``lam ~ Beta(alpha, alpha)`` per
-    example (Zhang et al., 2018). Returns ``(x' [N, ...], targets [N, C])``."""
+    example (Zhang et al., 2018). Returns ``(x' [N, ...], targets [N, C])``.
+
+    First used in section 9.4, *Regularisation*.
+    """
     if y.ndim != 1 or len(y) != len(x):
         raise ValueError(f"y must be [N] = [{len(x)}] integer labels, got shape {tuple(y.shape)}")
     if alpha <= 0:
@@ -95,25 +107,37 @@ def mixup(x: torch.Tensor, y: torch.Tensor, num_classes: int, alpha: float = 0.2
 
 
 def step_lr(epoch: int, base_lr: float, milestones: Sequence[int], gamma: float = 0.1) -> float:
-    """Step schedule: multiply the rate by ``gamma`` at each milestone epoch passed."""
+    """Step schedule: multiply the rate by ``gamma`` at each milestone epoch passed.
+
+    First used in section 9.5, *During training*.
+    """
     return base_lr * gamma ** sum(epoch >= m for m in milestones)
 
 
 def cosine_lr(step: int, total: int, base_lr: float, min_lr: float = 0.0) -> float:
-    """Cosine schedule: ``min + (base - min) (1 + cos(pi t / T)) / 2``, from ``base`` to ``min``."""
+    """Cosine schedule: ``min + (base - min) (1 + cos(pi t / T)) / 2``, from ``base`` to ``min``.
+
+    First used in section 9.5, *During training*.
+    """
     if total < 1:
         raise ValueError(f"total must be >= 1, got {total}")
     return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
 
 
 def grid_points(n_per_axis: int, bounds: Sequence[tuple[float, float]]) -> torch.Tensor:
-    """A regular grid of ``n_per_axis ** d`` points in the box ``bounds`` (one pair per axis)."""
+    """A regular grid of ``n_per_axis ** d`` points in the box ``bounds`` (one pair per axis).
+
+    First used in section 9.5, *During training*.
+    """
     axes = [torch.linspace(lo, hi, n_per_axis) for lo, hi in bounds]
     return torch.cartesian_prod(*axes).reshape(-1, len(bounds))
 
 
 def random_points(n: int, bounds: Sequence[tuple[float, float]], generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` points drawn uniformly in the box ``bounds``."""
+    """``n`` points drawn uniformly in the box ``bounds``.
+
+    First used in section 9.5, *During training*.
+    """
     lo = torch.tensor([b[0] for b in bounds])
     hi = torch.tensor([b[1] for b in bounds])
     return lo + (hi - lo) * torch.rand(n, len(bounds), generator=generator)
@@ -121,7 +145,10 @@ def random_points(n: int, bounds: Sequence[tuple[float, float]], generator: torc
 
 @torch.no_grad()
 def ensemble_predict(models: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Average of the members' softmax probabilities, ``[N, C]``."""
+    """Average of the members' softmax probabilities, ``[N, C]``.
+
+    First used in section 9.4, *Regularisation*.
+    """
     if not models:
         raise ValueError("an ensemble needs at least one model")
     probs = []
@@ -135,7 +162,10 @@ def shift_and_flip(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator 
                    pad: int = 2, flip: bool = True):
     """Per-image augmentation for a batch ``x [N, C, H, W]``: a random crop of the image padded
     by ``pad`` pixels (a shift of up to ``pad`` in each direction) and, with ``flip``, a random
-    horizontal flip. Labels pass through. Signature fits ``fit(..., augment=...)``."""
+    horizontal flip. Labels pass through. Signature fits ``fit(..., augment=...)``.
+
+    First used in section 9.4, *Regularisation*.
+    """
     if x.ndim != 4:
         raise ValueError(f"x must be [N, C, H, W], got shape {tuple(x.shape)}")
     n, _, h, w = x.shape

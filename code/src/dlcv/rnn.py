@@ -69,7 +69,10 @@ class _Recurrent(nn.Module):
 
 
 class RNN(_Recurrent):
-    """A vanilla (Elman) RNN with tanh, the twin of ``nn.RNN(D, H, batch_first=True)``."""
+    """A vanilla (Elman) RNN with tanh, the twin of ``nn.RNN(D, H, batch_first=True)``.
+
+    First used in section 11.1, *Recurrent networks*.
+    """
 
     gates = 1
 
@@ -80,7 +83,10 @@ class RNN(_Recurrent):
 
 class GRU(_Recurrent):
     """A gated recurrent unit, the twin of ``nn.GRU(D, H, batch_first=True)``. The rows of the
-    weights hold the reset, update and candidate parts in that order, as PyTorch's do."""
+    weights hold the reset, update and candidate parts in that order, as PyTorch's do.
+
+    First used in section 11.1, *Recurrent networks*.
+    """
 
     gates = 3
 

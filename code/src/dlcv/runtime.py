@@ -90,7 +90,10 @@ def seed_everything(seed: int = 0) -> None:
 
 def scale() -> str:
     """``"large"`` on a CUDA GPU, else ``"small"``; the ``DLCV_SCALE`` variable overrides it
-    (``small``, ``large``, or ``smoke`` for a quick check that code runs)."""
+    (``small``, ``large``, or ``smoke`` for a quick check that code runs).
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
     forced = os.environ.get("DLCV_SCALE", "").strip().lower()
     if forced:
         if forced not in SCALES:
@@ -101,7 +104,10 @@ def scale() -> str:
 
 def pick(small: T, large: T, smoke: T | None = None) -> T:
     """Choose a setting by scale: ``small`` on a CPU, ``large`` on a GPU, and at the smoke
-    scale ``smoke`` (``small`` when not given)."""
+    scale ``smoke`` (``small`` when not given).
+
+    First used in section 2.5, *Nearest neighbour, then k nearest neighbours*.
+    """
     current = scale()
     if current == "large":
         return large
@@ -157,7 +163,10 @@ def epoch_batches(n: int, batch_size: int, epochs: int, generator: torch.Generat
 
 
 def is_smoke() -> bool:
-    """True at the smoke scale: code paths are checked, results mean nothing."""
+    """True at the smoke scale: code paths are checked, results mean nothing.
+
+    First used in section 8.7, *A small ResNet on real images*.
+    """
     return scale() == "smoke"
 
 
@@ -171,7 +180,10 @@ def synchronize(device: torch.device) -> None:
 def timed(fn, device=None):
     """Run ``fn()`` and return ``(its result, the seconds it took)``, waiting for ``device``'s
     queued work before and after (GPU kernels run asynchronously: without the waits a timing
-    measures only how long they took to queue)."""
+    measures only how long they took to queue).
+
+    First used in section 2.5, *Nearest neighbour, then k nearest neighbours*.
+    """
     import time
 
     if device is not None:
@@ -188,7 +200,10 @@ def setup(seed: int = 0) -> torch.device:
 
     Where ``DLCV_BUILD_RECORD`` names a file (the book's build sets it for each chapter it
     executes, ``tools/execute.py``), the device, the scale and the versions are written there as
-    JSON, for the page's note on how it was built."""
+    JSON, for the page's note on how it was built.
+
+    First used at the start of chapter 1.
+    """
     seed_everything(seed)
     device = get_device()
     record = os.environ.get("DLCV_BUILD_RECORD")

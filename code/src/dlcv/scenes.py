@@ -376,7 +376,10 @@ def _cached_digest(split: str) -> str | None:
 
 def load_scenes(split: str = "train", *, verbose: bool = False) -> SceneSet:
     """The scenes of one split (``train``, ``val`` or ``test``), generated into the cache on
-    first use and verified by SHA-256 (see the module's docstring)."""
+    first use and verified by SHA-256 (see the module's docstring).
+
+    First used in section 13.1, *From what to where*.
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; the scenes have {', '.join(SPLITS)}")
     with _lock(split):                 # chapters built in parallel may ask at the same time
@@ -436,7 +439,10 @@ def draw_scene(ax, image: torch.Tensor, boxes=None, labels=None, scores=None, ma
     """Draw an image ``uint8 [3, H, W]`` with any of: boxes ``[K, 4]`` (x1, y1, x2, y2) labelled
     with their category name (``labels [K]`` ids, ``categories`` id -> name) and score, masks
     ``[K, H, W]`` tinted, keypoints ``[K, P, 3]`` as white crosses. Colours follow the instance
-    (``colour_by="instance"``) or the category (``"category"``)."""
+    (``colour_by="instance"``) or the category (``"category"``).
+
+    First used in section 13.1, *From what to where*.
+    """
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Rectangle
 

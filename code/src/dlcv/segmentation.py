@@ -38,7 +38,10 @@ __all__ = ["max_unpool2d", "conv_transpose2d", "transposed_output_size", "overla
 def max_unpool2d(x: torch.Tensor, indices: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
     """Max unpooling: ``x [N, C, h, w]`` placed at the flat positions ``indices [N, C, h, w]``
     that ``F.max_pool2d(..., return_indices=True)`` recorded, in a zero map ``[N, C, H, W]``
-    with ``(H, W) = output_size``."""
+    with ``(H, W) = output_size``.
+
+    First used in section 14.3, *Upsampling inside a network*.
+    """
     if x.shape != indices.shape:
         raise ValueError(f"x {tuple(x.shape)} and indices {tuple(indices.shape)} must match")
     N, C = x.shape[:2]
@@ -54,7 +57,10 @@ def transposed_output_size(size: int, kernel: int, stride: int = 1, padding: int
                            output_padding: int = 0, dilation: int = 1) -> int:
     """Output length of a transposed convolution along one axis:
     ``(size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1``, the
-    inverse of the convolution's ``(size + 2P - D(K - 1) - 1) // S + 1``."""
+    inverse of the convolution's ``(size + 2P - D(K - 1) - 1) // S + 1``.
+
+    First used in section 14.8, *Exercises*.
+    """
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
@@ -66,7 +72,10 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     ``x[n, c, i, j] * weight[c]`` into the output with its corner at ``(i * stride, j * stride)``
     of a full-size canvas; ``padding`` then trims that many rows and columns from each border
     (and ``output_padding`` adds to the bottom and right). One loop over input positions, as
-    the definition reads."""
+    the definition reads.
+
+    First used in section 14.3, *Upsampling inside a network*.
+    """
     if x.ndim != 4 or weight.ndim != 4 or weight.shape[0] != x.shape[1]:
         raise ValueError(f"need x [N, C_in, h, w] and weight [C_in, C_out, K, K]; got "
                          f"{tuple(x.shape)} and {tuple(weight.shape)}")
@@ -93,7 +102,10 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 def overlap_counts(size: int, kernel: int, stride: int, padding: int = 0) -> torch.Tensor:
     """How many kernel placements of a stride-``stride`` transposed convolution cover each
     output pixel, for a ``size x size`` input: ``[H, W]``. Uneven counts (when ``kernel`` is not
-    a multiple of ``stride``) print a checkerboard into the output."""
+    a multiple of ``stride``) print a checkerboard into the output.
+
+    First used in section 14.3, *Upsampling inside a network*.
+    """
     ones = torch.ones(1, 1, size, size)
     return conv_transpose2d(ones, torch.ones(1, 1, kernel, kernel), stride=stride,
                             padding=padding)[0, 0]
@@ -103,7 +115,10 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: int | None = None) -> torch.Tensor:
     """``[num_classes, num_classes]`` counts: row = true class, column = predicted class, over
     every pixel of ``pred`` and ``target`` (same shape, int labels); pixels whose target is
-    ``ignore_index`` are left out."""
+    ``ignore_index`` are left out.
+
+    First used in section 14.1, *Every pixel a classification*.
+    """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must match")
     p, t = pred.flatten().long(), target.flatten().long()
@@ -119,7 +134,10 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
     """IoU of each class from a confusion matrix: true positives / (pixels of the class +
-    pixels predicted as it - true positives); NaN for a class absent from both."""
+    pixels predicted as it - true positives); NaN for a class absent from both.
+
+    First used in section 14.1, *Every pixel a classification*.
+    """
     tp = confusion.diag().double()
     union = confusion.sum(0).double() + confusion.sum(1).double() - tp
     return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
@@ -139,7 +157,10 @@ LABEL_COLOURS = ["#000000", "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7
 
 
 def colour_labels(labels: torch.Tensor) -> "np.ndarray":
-    """A label map ``int [H, W]`` as an RGB image ``float [H, W, 3]`` in ``LABEL_COLOURS``."""
+    """A label map ``int [H, W]`` as an RGB image ``float [H, W, 3]`` in ``LABEL_COLOURS``.
+
+    First used in section 14.5, *Training: with and without skips*.
+    """
     import numpy as np
     from matplotlib.colors import to_rgb
 
@@ -154,7 +175,10 @@ def colour_labels(labels: torch.Tensor) -> "np.ndarray":
 def label_legend(fig, names: dict[int, str], **kwargs):
     """A legend of coloured squares for label maps drawn with ``colour_labels``: ``names`` maps
     each label to its name (label 0, background, included). ``kwargs`` go to
-    ``fig.legend``."""
+    ``fig.legend``.
+
+    First used in section 14.5, *Training: with and without skips*.
+    """
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=LABEL_COLOURS[k], edgecolor="0.5", label=n)
@@ -166,7 +190,10 @@ def label_legend(fig, names: dict[int, str], **kwargs):
 
 def semantic_labels(target: dict, height: int, width: int) -> torch.Tensor:
     """A scene's per-pixel labels ``int64 [H, W]``: 0 for background, else the category id of
-    the instance visible there (instance masks of ``dlcv.scenes`` do not overlap)."""
+    the instance visible there (instance masks of ``dlcv.scenes`` do not overlap).
+
+    First used in section 14.1, *Every pixel a classification*.
+    """
     out = torch.zeros(height, width, dtype=torch.int64)
     for mask, label in zip(target["masks"], target["labels"]):
         out[mask] = int(label)
@@ -191,7 +218,10 @@ class SegmentationNet(nn.Module):
     ``stride=2`` makes the network work at half the image's resolution, for a quarter of the
     cost: a stride-2 3x3 convolution first (like the stem of a ResNet), and the class scores
     upsampled bilinearly to the image's size at the end (as DeepLab upsamples its stride-8
-    scores); the loss and the labels stay at full resolution."""
+    scores); the loss and the labels stay at full resolution.
+
+    First used in section 14.5, *Training: with and without skips*.
+    """
 
     def __init__(self, num_classes: int, width: int = 16, skips: bool = True, stride: int = 1):
         super().__init__()
@@ -247,7 +277,10 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     each image at each step (a fully convolutional network applies to any size, so it can
     learn from windows and then label whole images; the step costs ``(crop / H)^2`` as much).
     ``on_epoch(epoch)`` is called after each epoch (to record predictions). Returns the mean
-    loss of each epoch."""
+    loss of each epoch.
+
+    First used in section 14.5, *Training: with and without skips*.
+    """
     H, W = images.shape[-2:]
     if crop is not None and not 0 < crop <= min(H, W):
         raise ValueError(f"crop must be between 1 and the image size {min(H, W)}, got {crop}")
@@ -286,7 +319,10 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 50) -> torch.Tensor:
-    """Per-pixel labels ``int64 [N, H, W]`` for ``images uint8 [N, 3, H, W]``."""
+    """Per-pixel labels ``int64 [N, H, W]`` for ``images uint8 [N, 3, H, W]``.
+
+    First used in section 14.5, *Training: with and without skips*.
+    """
     model.eval()
     device = runtime.device_of(model)
     return torch.cat([model(images[i:i + batch_size].to(device).float() / 255).argmax(1).cpu()

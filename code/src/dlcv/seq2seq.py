@@ -33,7 +33,10 @@ DIGIT_WIDTH = 20      # the central 20 of MNIST's 28 columns: the digits' ink li
 def digit_strips(images, labels, n: int, length: int, generator: torch.Generator | None = None):
     """``n`` strips of ``length`` random digits drawn from ``images [N, 28, 28]`` (uint8 or
     float in [0, 1]) with ``labels [N]``: returns ``x [n, 1, 28, DIGIT_WIDTH * length]`` in
-    [0, 1] and the targets ``y [n, length + 1]`` (the digits, then ``END``)."""
+    [0, 1] and the targets ``y [n, length + 1]`` (the digits, then ``END``).
+
+    First used in section 11.2, *Sequence to sequence*.
+    """
     images = torch.as_tensor(images)
     labels = torch.as_tensor(labels)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -52,7 +55,10 @@ def digit_strips(images, labels, n: int, length: int, generator: torch.Generator
 
 
 class Seq2Seq(nn.Module):
-    """Convolutional column encoder + GRU, and a GRU decoder, with or without attention."""
+    """Convolutional column encoder + GRU, and a GRU decoder, with or without attention.
+
+    First used in section 11.2, *Sequence to sequence*.
+    """
 
     def __init__(self, hidden: int = 128, attention: bool = False, embed: int = 32):
         super().__init__()
@@ -102,7 +108,10 @@ class Seq2Seq(nn.Module):
 
 @torch.no_grad()
 def sequence_accuracy(model: Seq2Seq, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """The fraction of strips read exactly right: every digit and the end token, greedy decoding."""
+    """The fraction of strips read exactly right: every digit and the end token, greedy decoding.
+
+    First used in section 11.2, *Sequence to sequence*.
+    """
     was_training = model.training
     model.eval()
     right = 0

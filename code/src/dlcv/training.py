@@ -23,7 +23,10 @@ __all__ = ["TensorData", "History", "fit", "evaluate", "predict", "run_epochs"]
 
 @dataclass
 class TensorData:
-    """Inputs ``x [N, ...]`` and integer labels ``y [N]``, kept together on one device."""
+    """Inputs ``x [N, ...]`` and integer labels ``y [N]``, kept together on one device.
+
+    First used in section 2.8, *Nearest neighbours on learned features*.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -72,7 +75,10 @@ class History:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: TensorData, loss_fn: Callable = nn.functional.cross_entropy,
              batch_size: int = 1024) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data`` (evaluation mode, no gradients)."""
+    """Mean loss and accuracy of ``model`` on ``data`` (evaluation mode, no gradients).
+
+    First used in section 8.7, *A small ResNet on real images*.
+    """
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), device=data.x.device)
@@ -118,6 +124,8 @@ def fit(model: nn.Module, train: TensorData, val: TensorData | None = None, *, e
     When training is cut (the smoke scale, or ``DLCV_MAX_BATCHES``: ``runtime.limits``) it
     trains at most ``runtime.SMOKE_EPOCHS`` epochs of ``runtime.max_batches()`` batches, and
     validates on as many examples: every step of the loop runs, in seconds.
+
+    First used in section 2.8, *Nearest neighbours on learned features*.
     """
     from tqdm.auto import tqdm
 

@@ -28,7 +28,10 @@ __all__ = ["MultiHeadAttention", "TransformerBlock", "patchify", "ViT"]
 
 
 class MultiHeadAttention(nn.Module):
-    """``heads`` attention heads of width ``dim / heads``, concatenated and projected."""
+    """``heads`` attention heads of width ``dim / heads``, concatenated and projected.
+
+    First used in section 12.1, *The transformer block*.
+    """
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -66,7 +69,10 @@ class MultiHeadAttention(nn.Module):
 
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block: self-attention is the only place where the vectors of a
-    set interact; layer norm and the MLP act on each vector on its own."""
+    set interact; layer norm and the MLP act on each vector on its own.
+
+    First used in section 12.1, *The transformer block*.
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -91,7 +97,10 @@ class TransformerBlock(nn.Module):
 
 def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, (H/p)(W/p), C*p*p]``: non-overlapping ``p x p`` patches, row by
-    row, each flattened as ``(channel, row, column)``."""
+    row, each flattened as ``(channel, row, column)``.
+
+    First used in section 12.2, *Vision transformers*.
+    """
     b, c, h, w = images.shape
     if h % p or w % p:
         raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {p}")
@@ -101,7 +110,10 @@ def patchify(images: torch.Tensor, p: int) -> torch.Tensor:
 
 class ViT(nn.Module):
     """A vision transformer: patches -> linear embedding, plus a class token and learned
-    positional embeddings, through ``depth`` blocks; the class token's output is classified."""
+    positional embeddings, through ``depth`` blocks; the class token's output is classified.
+
+    First used in section 12.2, *Vision transformers*.
+    """
 
     def __init__(self, image_size: int, patch: int, channels: int, num_classes: int,
                  dim: int = 64, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0):

@@ -32,7 +32,10 @@ __all__ = ["canny_edges", "TranslationUNet", "PatchDiscriminator", "pix2pix_loss
 
 def canny_edges(images, sigma: float = 1.0) -> torch.Tensor:
     """Edge maps ``float [N, 1, H, W]`` of zeros and ones from grey images ``[N, H, W]`` (uint8
-    or float in ``[0, 1]``), by Canny's detector (``skimage.feature.canny``)."""
+    or float in ``[0, 1]``), by Canny's detector (``skimage.feature.canny``).
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
     from skimage.feature import canny
 
     array = np.asarray(images)
@@ -47,7 +50,10 @@ def canny_edges(images, sigma: float = 1.0) -> torch.Tensor:
 class TranslationUNet(nn.Module):
     """``[N, in_channels, 28, 28] -> [N, out_channels, 28, 28]`` in ``[0, 1]``: two stride-2
     convolutions down (14, 7), transposed convolutions up, the encoder's maps concatenated on
-    the way up (skips), dropout in the decoder."""
+    the way up (skips), dropout in the decoder.
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, width: int = 32, dropout: float = 0.5):
         super().__init__()
@@ -79,7 +85,10 @@ class TranslationUNet(nn.Module):
 
 class PatchDiscriminator(nn.Module):
     """PatchGAN for 28x28 images: ``[N, channels, 28, 28]`` (plus ``condition_channels`` of the
-    input, concatenated) ``-> [N, 7, 7]`` logits, one per overlapping patch."""
+    input, concatenated) ``-> [N, 7, 7]`` logits, one per overlapping patch.
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
 
     def __init__(self, channels: int = 1, condition_channels: int = 0, width: int = 32):
         super().__init__()
@@ -134,7 +143,10 @@ def cycle_losses(G: nn.Module, Fb: nn.Module, D_X: PatchDiscriminator, D_Y: Patc
     the identity term ``idt = mean |G(y) - y| + mean |F(x) - x|`` (CycleGAN's optional loss
     that asks each generator to leave an image of its own output domain alone), the generators'
     total ``g = gan_G + gan_F + lam (cyc_x + cyc_y) + identity * idt``, and the discriminators'
-    losses ``d_X`` and ``d_Y`` (fakes detached)."""
+    losses ``d_X`` and ``d_Y`` (fakes detached).
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
     fake_y, fake_x = G(x), Fb(y)
     out = {**_cycle_g(G, Fb, D_X, D_Y, x, y, fake_x, fake_y), **_cycle_d(D_X, D_Y, x, y, fake_x, fake_y),
            "idt": _identity(G, Fb, x, y), "fake_y": fake_y, "fake_x": fake_x}
@@ -168,7 +180,10 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y:
                   epochs: int, lam: float = 100.0, batch_size: int = 64, lr: float = 2e-4,
                   seed: int = 0) -> list[dict]:
     """Alternate a discriminator step and a generator step per batch of pairs (Adam, beta1 =
-    0.5, as pix2pix); returns each epoch's mean of ``d``, ``g_gan`` and ``l1``."""
+    0.5, as pix2pix); returns each epoch's mean of ``d``, ``g_gan`` and ``l1``.
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
     if len(x) != len(y):
         raise ValueError(f"pix2pix needs pairs: {len(x)} inputs and {len(y)} targets")
     device = runtime.device_of(G)
@@ -198,7 +213,10 @@ def train_cyclegan(G, Fb, D_X, D_Y, xs: torch.Tensor, ys: torch.Tensor, *, epoch
     """CycleGAN's loop on unpaired sets ``xs`` and ``ys`` (batches drawn from each
     independently): a step of both discriminators, then of both generators. Returns each
     epoch's mean of every loss term (``idt`` only with ``identity``, the identity term's weight;
-    the paper uses ``0.5 lam`` where colours must be kept, 0 elsewhere)."""
+    the paper uses ``0.5 lam`` where colours must be kept, 0 elsewhere).
+
+    First used in section 16.1, *Image-to-image translation*.
+    """
     device = runtime.device_of(G)
     opt_g = torch.optim.Adam(list(G.parameters()) + list(Fb.parameters()), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(list(D_X.parameters()) + list(D_Y.parameters()), lr=lr, betas=(0.5, 0.999))

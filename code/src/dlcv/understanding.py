@@ -39,6 +39,8 @@ def pca(x: torch.Tensor, k: int):
 
     Returns ``(projection [N, k], components [k, D], explained_variance [k])``; the components are
     the top right-singular vectors, each signed so that its largest-magnitude entry is positive.
+
+    First used in section 10.1, *What has been learned: the last layers*.
     """
     if x.ndim != 2:
         raise ValueError(f"x must be [N, D], got shape {tuple(x.shape)}")
@@ -59,6 +61,8 @@ def receptive_box(i: int, j: int, layers: Sequence[tuple[int, int, int]]):
     up to that map. Returns ``(top, left, size)`` in input coordinates (possibly reaching into the
     padding, i.e. below 0 or beyond the image). Works backwards: a window of positions
     ``[a, b]`` at a layer's output covers ``[a s - p, b s - p + k - 1]`` at its input.
+
+    First used in section 10.2, *What has been learned: intermediate units*.
     """
     top, bottom, left, right = i, i, j, j
     for kernel, stride, padding in reversed(layers):
@@ -71,7 +75,10 @@ def receptive_box(i: int, j: int, layers: Sequence[tuple[int, int, int]]):
 def top_activations(acts: torch.Tensor, channel: int, k: int, one_per_image: bool = True):
     """The ``k`` largest values of one channel of ``acts [N, C, h, w]``, as a list of
     ``(image, i, j, value)``; with ``one_per_image`` at most one position per image (the way the
-    maximally activating patches are shown)."""
+    maximally activating patches are shown).
+
+    First used in section 10.2, *What has been learned: intermediate units*.
+    """
     if acts.ndim != 4:
         raise ValueError(f"acts must be [N, C, h, w], got shape {tuple(acts.shape)}")
     if not 0 <= channel < acts.shape[1]:
@@ -94,6 +101,8 @@ def dissection_iou(unit_maps: torch.Tensor, concept_masks: torch.Tensor, quantil
     ``concept_masks [N, H, W]`` (bool) mark where the concept is. The unit "fires" where its
     activation exceeds its top ``1 - quantile`` level over the whole dataset; the score is the
     intersection over union of those regions with the concept's, summed over all images.
+
+    First used in section 10.2, *What has been learned: intermediate units*.
     """
     if unit_maps.shape != concept_masks.shape or unit_maps.ndim != 3:
         raise ValueError(f"unit_maps and concept_masks must both be [N, H, W], got "
@@ -114,7 +123,10 @@ def occlusion(model: Callable, x: torch.Tensor, target, patch: int, stride: int,
     ``fill`` over each image of ``x [N, C, H, W]`` with step ``stride`` and record how much the
     target class's score ``model(x)[:, target]`` drops. Returns ``[N, rows, cols]``, one value per
     patch position (positive where hiding the patch lowers the score). Pass a model that returns
-    probabilities to measure probability drops."""
+    probabilities to measure probability drops.
+
+    First used in section 10.3, *Why this output: which pixels matter*.
+    """
     _check_images(x)
     n, _, h, w = x.shape
     if not 1 <= patch <= min(h, w) or stride < 1:
@@ -139,7 +151,10 @@ def occlusion(model: Callable, x: torch.Tensor, target, patch: int, stride: int,
 def occlusion_to_pixels(grid: torch.Tensor, size: tuple[int, int], patch: int, stride: int) -> torch.Tensor:
     """Spread an occlusion ``grid [N, rows, cols]`` back onto the pixels ``[N, H, W]``: each pixel
     gets the mean drop of the patch positions that covered it (0 where none did), as Captum's
-    ``Occlusion`` reports it."""
+    ``Occlusion`` reports it.
+
+    First used in section 10.3, *Why this output: which pixels matter*.
+    """
     n, rows, cols = grid.shape
     total, count = torch.zeros(n, *size, dtype=grid.dtype), torch.zeros(size, dtype=grid.dtype)
     for r in range(rows):
@@ -151,7 +166,10 @@ def occlusion_to_pixels(grid: torch.Tensor, size: tuple[int, int], patch: int, s
 
 def gradient_saliency(model: Callable, x: torch.Tensor, target) -> torch.Tensor:
     """Gradient saliency (Simonyan et al., 2014): ``|d score_target / d x|``, maximised over the
-    colour channels. ``x [N, C, H, W]`` → ``[N, H, W]``. One backward pass; ``x`` is not changed."""
+    colour channels. ``x [N, C, H, W]`` → ``[N, H, W]``. One backward pass; ``x`` is not changed.
+
+    First used in section 10.3, *Why this output: which pixels matter*.
+    """
     _check_images(x)
     target = _check_target(target, len(x))
     x = x.detach().clone().requires_grad_(True)
@@ -166,6 +184,8 @@ def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes)
 
     ``features [N, K, h, w]``, the linear layer's ``weight [classes, K]``, ``classes [N]`` → ``[N, h, w]``.
     Because pooling is an average, ``M_c.mean() + bias[c]`` is exactly the class score.
+
+    First used in section 10.3, *Why this output: which pixels matter*.
     """
     if features.ndim != 4 or weight.ndim != 2 or weight.shape[1] != features.shape[1]:
         raise ValueError(f"need features [N, K, h, w] and weight [classes, K] with the same K, got "
@@ -185,7 +205,10 @@ def fgsm(model: Callable, x: torch.Tensor, target, eps: float, targeted: bool = 
          bounds: tuple[float, float] = (-float("inf"), float("inf"))) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al., 2015): one step of size ``eps`` along the sign
     of the loss gradient, up the cross-entropy of ``target`` (the true class) or, with ``targeted``,
-    down the cross-entropy of the class the attacker wants. Clamped to ``bounds``."""
+    down the cross-entropy of the class the attacker wants. Clamped to ``bounds``.
+
+    First used in section 10.7, *Exercises*.
+    """
     _check_images(x)
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
@@ -198,7 +221,10 @@ def pgd(model: Callable, x: torch.Tensor, target, eps: float, step: float, steps
         bounds: tuple[float, float] = (-float("inf"), float("inf"))) -> torch.Tensor:
     """Projected gradient descent (Madry et al., 2018) in the L-infinity ball of radius ``eps``:
     ``steps`` FGSM steps of size ``step``, each followed by projection back into the ball around
-    ``x`` and into ``bounds``. Starts at ``x`` (no random start)."""
+    ``x`` and into ``bounds``. Starts at ``x`` (no random start).
+
+    First used in section 10.5, *Adversarial examples*.
+    """
     _check_images(x)
     if eps < 0 or step <= 0 or steps < 1:
         raise ValueError(f"need eps >= 0, step > 0 and steps >= 1, got {eps}, {step}, {steps}")
@@ -221,6 +247,8 @@ def gradient_ascent(score: Callable[[torch.Tensor], torch.Tensor], x0: torch.Ten
     result from turning into high-frequency noise: a random ``jitter`` (a circular shift of up to
     that many pixels before each step) and a light Gaussian blur every ``blur_every`` steps.
     Returns the image and the score after each step.
+
+    First used in section 10.4, *Gradient ascent: what does a class look like?*.
     """
     _check_images(x0, "x0")
     if steps < 1 or lr <= 0:
