@@ -37,3 +37,17 @@ def test_chapter_executes_within_budget(times, page):
 def test_table_lists_every_page(times):
     text = exec_times.table(times, "test hardware")
     assert all(f"`{p}`" in text for p in notebook_pages()) and "**total**" in text
+
+
+def test_the_budgets_page_takes_the_measured_table(tmp_path):
+    """tools/exec_times.py --write fills docs/budgets.md between its markers, and refuses a
+    page without them."""
+    page = tmp_path / "budgets.md"
+    page.write_text(f"# Budgets\n{exec_times.BEGIN}\nold\n{exec_times.END}\nafter\n")
+    exec_times.write("| page | seconds |", page)
+    text = page.read_text()
+    assert "old" not in text and "| page | seconds |" in text and text.endswith("after\n")
+    assert exec_times.BEGIN in (ROOT / "docs" / "budgets.md").read_text()
+    page.write_text("no markers")
+    with pytest.raises(SystemExit, match="no"):
+        exec_times.write("x", page)
