@@ -90,7 +90,8 @@ def train_instance_heads(heads: InstanceHeads, backbone: SegmentationNet, images
     """Train both branches on the true boxes, each moved and resized by up to ``jitter`` of its
     size (so that the heads also learn from imperfect boxes, as they will get from a detector),
     with the backbone frozen: per-pixel binary cross-entropy for masks, a softmax over the
-    ``28 x 28`` cells for each keypoint (Mask R-CNN's choice). Returns each epoch's mean
+    ``28 x 28`` cells for each keypoint (Mask R-CNN's loss; its keypoint heatmaps are finer,
+    ``56 x 56``). Returns each epoch's mean
     losses.
 
     First used in section 14.6, *Instance segmentation: Mask R-CNN*.
