@@ -78,9 +78,11 @@ ILSVRC_CLASSES = 1000
 PASCAL_VOC2007 = {"images": 9_963, "objects": 24_640, "classes": 20}
 
 # COCO as its paper describes it (Lin et al., 2014: "91 object types", "2.5 million labeled
-# instances in 328k images"; 80 of the types have instance annotations for detection), and the
-# 2017 release's detection splits (cocodataset.org).
-COCO_2014 = {"images": 328_000, "instances": 2_500_000, "types": 91, "detection_classes": 80}
+# instances in 328k images"; 80 of the types have instance annotations for detection; "7.7
+# instances per image" on average, its section 5, which the rounded totals put at 7.6), and
+# the 2017 release's detection splits (cocodataset.org).
+COCO_2014 = {"images": 328_000, "instances": 2_500_000, "types": 91, "detection_classes": 80,
+             "instances_per_image": 7.7}
 COCO2017_SPLITS = {"train": 118_287, "val": 5_000}
 
 # AlexNet's (team SuperVision's) ILSVRC-2012 test top-5 errors, in % (Krizhevsky et al., 2012,
