@@ -241,9 +241,9 @@ class _Evaluation:
             categories = sorted({int(c) for t in truth.values() for c in t.labels[~t.crowd]})
         self.categories = [int(c) for c in categories]
         self.thresholds = np.asarray(iou_thresholds, dtype=float)
-        # per (category, image): the first max_dets detections by score, their areas, the
-        # image's ground truth of that category and the overlaps
-        self.cells = {}
+        # per category, per image in order: the first max_dets detections by score, their
+        # areas, the image's ground truth of that category and the overlaps
+        self.cells = {cat: [] for cat in self.categories}
         for cat in self.categories:
             for image_id in sorted(truth):            # COCOeval's order of images
                 t = truth[image_id]
@@ -261,8 +261,8 @@ class _Evaluation:
                 g_b, crowd = t.boxes[torch.from_numpy(mine)], t.crowd[mine]
                 iou = (_overlaps(d_b, g_b, crowd) if len(d_b) and len(g_b)
                        else np.zeros((len(d_b), len(g_b))))
-                self.cells[cat, image_id] = (d_s.numpy(), box_area(d_b).numpy(), iou,
-                                             t.area[mine], crowd)
+                self.cells[cat].append((d_s.numpy(), box_area(d_b).numpy(), iou,
+                                        t.area[mine], crowd))
 
     def result(self, area_range, max_dets: int) -> APResult:
         low, high = _area_range(area_range)
@@ -270,9 +270,7 @@ class _Evaluation:
         ap, recall, curves = np.full((C, T), np.nan), np.full((C, T), np.nan), {}
         for ci, cat in enumerate(self.categories):
             scores, matched, ignored, n_counted = [], [], [], 0
-            for (c, _), (d_s, d_area, iou, g_area, crowd) in self.cells.items():
-                if c != cat:
-                    continue
+            for d_s, d_area, iou, g_area, crowd in self.cells[cat]:
                 g_ignore = crowd | (g_area < low) | (g_area > high)
                 order = np.argsort(g_ignore, kind="mergesort")       # counted ones first
                 n_counted += int((~g_ignore).sum())
