@@ -173,3 +173,48 @@ def test_ancestral_sampling_is_cut_at_the_smoke_scale(monkeypatch):
     calls.clear()
     D.ddpm_sample(net, sched, (1, 1, 8, 8), generator=torch.Generator().manual_seed(0))
     assert len(calls) == runtime.SMOKE_STEPS < 50
+
+
+def test_cosine_schedule_matches_diffusers():
+    diffusers = pytest.importorskip("diffusers")
+    ref = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    torch.testing.assert_close(D.NoiseSchedule.cosine(1000).betas.float(), ref.betas, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="T must"):
+        D.NoiseSchedule.cosine(0)
+
+
+def test_cosine_schedule_keeps_more_signal_midway():
+    lin, cos = D.NoiseSchedule.linear(1000), D.NoiseSchedule.cosine(1000)
+    assert cos.alpha_bars[499] > 2 * lin.alpha_bars[499]
+
+
+def test_ema_and_one_cycle_leave_the_losses_and_average_the_weights():
+    """The EMA does not change what is trained (the same losses as without it, step for step),
+    only what the model holds at the end: the average, which is not the last step's weights."""
+    torch.manual_seed(0)
+    images = torch.rand(32, 1, 8, 8) * 2 - 1
+    sched = D.NoiseSchedule.linear(50)
+    runs = {}
+    for ema in (None, 0.9):
+        torch.manual_seed(1)
+        net = D.DenoisingUNet(in_channels=1, width=8, time_dim=16)
+        runs[ema] = (D.train_diffusion(net, sched, images, epochs=3, batch_size=8, one_cycle=True, ema=ema), net)
+    assert runs[None][0] == pytest.approx(runs[0.9][0], rel=1e-6)
+    w_last, w_avg = runs[None][1].inp.weight, runs[0.9][1].inp.weight
+    assert not torch.allclose(w_last, w_avg)
+    with pytest.raises(ValueError, match="ema must be"):
+        D.train_diffusion(net, sched, images, epochs=1, ema=1.5)
+
+
+def test_small_and_full_digits_round_trip_shapes_and_errors():
+    x = torch.rand(3, 1, 28, 28)
+    s = D.small_digits(x)
+    assert s.shape == (3, 1, 16, 16) and s.min() >= -1 and s.max() <= 1
+    assert (s[:, :, 0] == -1).all() and (s[:, :, :, -1] == -1).all()
+    back = D.full_digits(s)
+    assert back.shape == (3, 1, 28, 28)
+    assert (back - x).abs().mean() < 0.3
+    with pytest.raises(ValueError, match="small_digits"):
+        D.small_digits(torch.rand(3, 1, 16, 16))
+    with pytest.raises(ValueError, match="full_digits"):
+        D.full_digits(torch.rand(3, 1, 28, 28))

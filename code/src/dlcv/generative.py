@@ -452,24 +452,27 @@ class StyleMapping(nn.Module):
 
 
 class DigitReader:
-    """A digit classifier trained in the book, used to judge generated digits: its 16-number
+    """A digit classifier trained in the book, used to judge generated digits: its 64-number
     feature layer is the space of the Fréchet distance (``features``), and its prediction reads
-    which digit a sample shows (``labels``, ``agreement``). A ``SmallConvNet(feature_dim=16)``
-    trained with ``dlcv.training.fit`` and Adam at ``lr`` for ``epochs`` on ``images
-    [N, 1, 28, 28]`` in [0, 1] with ``labels [N]``, from ``torch.manual_seed(seed)``.
+    which digit a sample shows (``labels``, ``agreement``). A ``SmallConvNet(feature_dim=64)``
+    trained with ``dlcv.training.fit`` on ``images [N, 1, 28, 28]`` in [0, 1] with ``labels
+    [N]``, from ``torch.manual_seed(seed)``: Adam at ``lr``, annealed to zero over ``epochs`` on
+    a cosine (the annealing is worth about a point of test accuracy on 8,000 digits).
 
     First used in section 15.6, *Measuring samples: the Fréchet distance*.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
-                 lr: float = 2e-3, seed: int = 0, device=None):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 6,
+                 lr: float = 3e-3, seed: int = 0, device=None):
         from .models import SmallConvNet
         from .training import TensorData, fit
 
         device = torch.device(device) if device is not None else images.device
         torch.manual_seed(seed)
-        self.net = SmallConvNet(feature_dim=16).to(device)
-        fit(self.net, TensorData(images, labels).to(device), epochs=epochs, lr=lr)
+        self.net = SmallConvNet(feature_dim=64).to(device)
+        opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        fit(self.net, TensorData(images, labels).to(device), epochs=epochs, optimizer=opt,
+            scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs), seed=seed)
         self.net.eval()
         self.device = device
 
