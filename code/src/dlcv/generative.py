@@ -482,6 +482,16 @@ class DigitReader:
         return torch.cat([self.net.features(b.to(self.device)).cpu() for b in images.split(500)])
 
     @torch.no_grad()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """The classifier's softmax over the ten digits for each image, ``[N, 10]`` on the CPU."""
+        return torch.cat([self.net(b.to(self.device)).softmax(1).cpu() for b in images.split(500)])
+
+    def confident(self, images: torch.Tensor, threshold: float = 0.9) -> float:
+        """The share of ``images`` that the classifier reads as some digit with probability at
+        least ``threshold``: how many samples look like a digit at all, whichever digit."""
+        return (self.probabilities(images).max(1).values >= threshold).float().mean().item()
+
+    @torch.no_grad()
     def labels(self, images: torch.Tensor) -> torch.Tensor:
         """The digit each image ``[N, 1, 28, 28]`` is read as, ``[N]`` on the CPU."""
         return torch.cat([self.net(b.to(self.device)).argmax(1).cpu() for b in images.split(500)])

@@ -270,9 +270,11 @@ class SegmentationNet(nn.Module):
 def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
                     batch_size: int = 16, lr: float = 3e-3, seed: int = 0,
                     class_weights: torch.Tensor | None = None, crop: int | None = None,
-                    on_epoch=None) -> list[float]:
-    """Per-pixel cross-entropy with AdamW and a one-cycle schedule, random horizontal flips;
-    ``images uint8 [N, 3, H, W]``, ``labels int64 [N, H, W]``. ``class_weights [C]`` weight
+                    on_epoch=None, flip: bool = False) -> list[float]:
+    """Per-pixel cross-entropy with AdamW and a one-cycle schedule; ``images uint8 [N, 3, H,
+    W]``, ``labels int64 [N, H, W]``. ``flip`` mirrors half the images at random, off by
+    default: the book's scenes hold digits, and a mirrored digit is not a digit (a mirrored
+    "seven" teaches the network a shape it will never be asked to label). ``class_weights [C]`` weight
     each class's pixels in the loss. ``crop`` trains on a random ``crop x crop`` window of
     each image at each step (a fully convolutional network applies to any size, so it can
     learn from windows and then label whole images; the step costs ``(crop / H)^2`` as much).
@@ -302,8 +304,9 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
             y = torch.stack([lb[t:t + crop, l:l + crop] for lb, t, l in zip(y, top, left)])
         x, y = x.to(device).float() / 255, y.to(device)
         x = x.contiguous(memory_format=torch.channels_last)
-        flip = torch.rand(len(idx), generator=gen) < 0.5
-        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+        if flip:
+            mirror = torch.rand(len(idx), generator=gen) < 0.5
+            x[mirror], y[mirror] = x[mirror].flip(-1), y[mirror].flip(-1)
         weight = None if class_weights is None else class_weights.to(device)
         loss = F.cross_entropy(model(x), y, weight=weight)
         opt.zero_grad()
