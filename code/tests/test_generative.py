@@ -297,3 +297,103 @@ def test_pixelcnn_sampling_reads_only_the_rows_it_needs():
     j = 9
     assert not torch.allclose(net(x[:, :, top:i + 1, j - net.reach + 1:])[:, :, -1, net.reach - 1],
                               full[:, :, i, j])
+
+
+def corner_blobs(n=64, seed=0):
+    """``blobs`` with their labels: which of the four corners holds the square."""
+    x = blobs(n, seed)
+    quadrant = x.view(n, 2, 14, 2, 14).sum((2, 4)).flatten(1)      # [n, 4] ink per quadrant
+    return x, quadrant.argmax(1)
+
+
+def quadrant_share(images, labels):
+    """The share of each image's ink that lies in the quadrant its label names, averaged."""
+    quadrant = images.view(len(images), 2, 14, 2, 14).sum((2, 4)).flatten(1)
+    return (quadrant[torch.arange(len(images)), labels] / quadrant.sum(1).clamp(min=1e-6)).mean().item()
+
+
+def test_conditional_pixelcnn_is_causal_windowed_and_its_marginal_is_the_sum_rule():
+    torch.manual_seed(0)
+    net = G.PixelCNN(levels=3, channels=8, layers=2, classes=4).eval()
+    with torch.no_grad():
+        net.label_maps.normal_()                  # zero at the start: make the labels matter
+    labels = torch.tensor([1, 3])
+    # the label adds no path from a pixel to an earlier one's prediction
+    dep = dependence(lambda v: net.scores(v.expand(2, -1, -1, -1), labels)[:1])
+    order = torch.arange(36)
+    assert not (dep & ~(order[None, :] < order[:, None])).any()
+    # a window's logits equal the full pass's, the label's maps cropped with it
+    x = torch.randint(0, 3, (2, 1, 12, 12))
+    full = net(x, labels)
+    assert not torch.allclose(full, net(x, torch.tensor([0, 0])))
+    i, j = 10, 5
+    top, left = i - net.reach, max(0, j - net.reach)
+    window = x[:, :, top:i + 1, left:j + net.reach + 1]
+    torch.testing.assert_close(net(window, labels, (top, left, 12))[:, :, -1, j - left], full[:, :, i, j])
+    # -log sum_y p(x | y) p(y), against torch.distributions
+    prior = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    per_class = torch.stack([
+        torch.distributions.Categorical(logits=net(x, torch.full((2,), y)).permute(0, 2, 3, 1))
+        .log_prob(x[:, 0]).sum((1, 2)) for y in range(4)], dim=1)
+    expected = -(torch.logsumexp(per_class + prior.log(), 1) / (144 * math.log(2))).mean()
+    torch.testing.assert_close(net.marginal_bits_per_pixel(x, prior), expected)
+    with pytest.raises(ValueError, match="labels"):
+        net(x)
+    with pytest.raises(ValueError, match=r"0\.\.3"):
+        net(x, torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="without classes"):
+        G.PixelCNN(levels=3, channels=8, layers=1)(x, labels)
+    with pytest.raises(ValueError, match="summing to 1"):
+        net.marginal_bits_per_pixel(x, torch.ones(4))
+
+
+def test_conditional_pixelcnn_draws_what_it_is_asked_for():
+    torch.manual_seed(0)
+    x, corner = corner_blobs(128)
+    net = G.PixelCNN(levels=2, channels=8, layers=2, classes=4, label_grid=2)
+    G.train_pixelcnn(net, x, labels=corner, epochs=20, batch_size=16, lr=1e-2)
+    asked = torch.arange(8) % 4
+    samples = net.eval().sample(8, generator=torch.Generator().manual_seed(0), labels=asked).float()
+    assert quadrant_share(samples, asked) > 0.5     # a quarter if the label were ignored
+
+
+def test_conditional_gan_projection_and_weight_average():
+    torch.manual_seed(0)
+    gen, disc = G.Generator(latent=8, width=8, classes=4), G.Discriminator(width=8, classes=4)
+    labels = torch.tensor([0, 3, 2])
+    fake = gen(torch.randn(3, 8), labels)
+    assert fake.shape == (3, 1, 28, 28)
+    disc.eval()
+    h = disc.features(fake * 2 - 1)
+    by_hand = disc.out(h)[:, 0] + (disc.projection.weight[labels] * h).sum(1)
+    torch.testing.assert_close(disc(fake, labels), by_hand)
+    with pytest.raises(ValueError, match="labels"):
+        gen(torch.randn(3, 8))
+    with pytest.raises(ValueError, match="without classes"):
+        G.Discriminator(width=8)(fake, labels)
+    # the average of the weights changes what the generator holds at the end, not the game
+    x, corner = corner_blobs(32)
+    runs = {}
+    for ema in (None, 0.9, 1e-9):
+        torch.manual_seed(0)
+        g, d = G.Generator(latent=8, width=8, classes=4), G.Discriminator(width=8, classes=4)
+        log = G.train_gan(g, d, x, labels=corner, epochs=2, batch_size=8, ema=ema)
+        runs[ema] = (log, torch.cat([p.detach().flatten() for p in g.parameters()]))
+    assert runs[0.9][0] == runs[None][0]
+    assert not torch.allclose(runs[0.9][1], runs[None][1])
+    torch.testing.assert_close(runs[1e-9][1], runs[None][1])   # decay ~0: the last weights
+    with pytest.raises(ValueError, match="ema"):
+        G.train_gan(g, d, x, labels=corner, epochs=1, ema=1.5)
+    with pytest.raises(ValueError, match="labels"):
+        G.train_gan(g, d, x, epochs=1)
+
+
+def test_conditional_gan_draws_what_it_is_asked_for():
+    torch.manual_seed(0)
+    x, corner = corner_blobs(128)
+    gen, disc = G.Generator(latent=8, width=8, classes=4), G.Discriminator(width=8, classes=4)
+    G.train_gan(gen, disc, x, labels=corner, epochs=40, batch_size=16, lr=2e-3, ema=0.9)
+    asked = torch.arange(40) % 4
+    with torch.no_grad():
+        images = gen(torch.randn(40, 8, generator=torch.Generator().manual_seed(1)), asked)
+    assert quadrant_share(images, asked) > 0.5     # a quarter if the label were ignored

@@ -84,50 +84,101 @@ class PixelCNN(nn.Module):
     ReLUs (residual), and a 1x1 head giving ``levels`` logits per pixel: ``[N, levels, H, W]``.
     Its receptive field grows with depth but always stays above and left of each pixel.
 
+    With ``classes`` it is class-conditional, as in the conditional PixelCNN (van den Oord et
+    al. 2016), with its location-dependent conditioning: each layer adds a learned map per class
+    (``label_grid`` x ``label_grid`` per channel, stretched bilinearly over the image) to the
+    features, so that each pixel's prediction knows the label ``[N]`` and what that label puts
+    at its position, though it sees only a few rows above it.
+    Summing ``p(x | y) p(y)`` over the classes gives the exact likelihood of an image without its
+    label (``marginal_bits_per_pixel``).
+
     First used in section 15.2, *Autoregressive models: PixelCNN*.
     """
 
-    def __init__(self, levels: int = 4, channels: int = 32, layers: int = 5):
+    def __init__(self, levels: int = 4, channels: int = 32, layers: int = 5, classes: int = 0,
+                 label_grid: int = 7):
         super().__init__()
-        self.levels = levels
+        if classes < 0:
+            raise ValueError(f"classes must be 0 (unconditional) or more, got {classes}")
+        self.levels, self.classes, self.channels = levels, classes, channels
         self.first = MaskedConv2d(1, channels, 7, "A")
         self.body = nn.ModuleList([MaskedConv2d(channels, channels, 3, "B") for _ in range(layers)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
                                   nn.Conv2d(channels, levels, 1))
+        # a map per class and layer (the first layer and each of the body's), zero at the start
+        self.label_maps = (nn.Parameter(torch.zeros(classes, channels * (layers + 1), label_grid, label_grid))
+                           if classes else None)
         # how many rows above a pixel its prediction can see: 3 for the 7x7 kernel, 1 per 3x3
         self.reach = 3 + layers
 
-    def forward(self, levels: torch.Tensor) -> torch.Tensor:
-        """``levels int64 [N, 1, H, W]`` -> logits ``[N, levels, H, W]``."""
-        return self.scores(levels.float() / (self.levels - 1) - 0.5)
+    def _check_labels(self, labels: torch.Tensor | None, n: int) -> None:
+        _check_class_labels(labels, self.classes, n, "PixelCNN")
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, levels: torch.Tensor, labels: torch.Tensor | None = None,
+                window: tuple[int, int, int] | None = None) -> torch.Tensor:
+        """``levels int64 [N, 1, H, W]`` (and ``labels [N]``) -> logits ``[N, levels, H, W]``;
+        ``window=(top, left, size)`` when the input is that crop of a ``size`` x ``size`` image."""
+        return self.scores(levels.float() / (self.levels - 1) - 0.5, labels, window)
+
+    def scores(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+               window: tuple[int, int, int] | None = None) -> torch.Tensor:
         """The logits from real-valued inputs ``[N, 1, H, W]`` (levels scaled to ``[-0.5, 0.5]``),
         through which gradients flow: to check which pixels a prediction depends on."""
-        h = self.first(x)
-        for layer in self.body:
-            h = h + layer(F.relu(h))
+        self._check_labels(labels, len(x))
+        biases = [0.0] * (len(self.body) + 1)
+        if labels is not None:
+            h, w = x.shape[-2:]
+            top, left, size = window if window is not None else (0, 0, None)
+            full = (h, w) if size is None else (size, size)
+            maps = F.interpolate(self.label_maps, size=full, mode="bilinear", align_corners=False)
+            biases = maps[:, :, top:top + h, left:left + w][labels].split(self.channels, dim=1)
+        h = self.first(x) + biases[0]
+        for layer, bias in zip(self.body, biases[1:]):
+            h = h + layer(F.relu(h)) + bias
         return self.head(h)
 
-    def nll_bits_per_pixel(self, levels: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of images ``[N, 1, H, W]`` (levels), in bits per pixel."""
-        return F.cross_entropy(self(levels), levels[:, 0]) / math.log(2)
+    def nll_bits_per_pixel(self, levels: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood of images ``[N, 1, H, W]`` (levels), in bits per pixel
+        (given their ``labels`` for a conditional model)."""
+        return F.cross_entropy(self(levels, labels), levels[:, 0]) / math.log(2)
+
+    def marginal_bits_per_pixel(self, levels: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """A conditional model's exact negative log-likelihood of images ``[N, 1, H, W]``
+        without their labels, ``-log sum_y p(x | y) p(y)``, in bits per pixel, averaged over the
+        images; ``prior [classes]`` is ``p(y)`` (uniform by default). One pass per class."""
+        if not self.classes:
+            raise ValueError("marginal_bits_per_pixel needs a PixelCNN built with classes")
+        prior = torch.full((self.classes,), 1.0 / self.classes) if prior is None else prior
+        if prior.shape != (self.classes,) or (prior < 0).any() or abs(float(prior.sum()) - 1) > 1e-4:
+            raise ValueError(f"prior must be {self.classes} probabilities summing to 1, got {prior}")
+        n = len(levels)
+        log_joint = torch.stack([
+            -F.cross_entropy(self(levels, torch.full((n,), y, dtype=torch.long, device=levels.device)),
+                             levels[:, 0], reduction="none").sum((1, 2)) + math.log(max(float(prior[y]), 1e-300))
+            for y in range(self.classes)], dim=1)                        # [N, classes], nats
+        pixels = levels[0].numel()
+        return -(torch.logsumexp(log_joint, dim=1) / (pixels * math.log(2))).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, size: int = 28, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, size: int = 28, generator: torch.Generator | None = None,
+               labels: torch.Tensor | None = None) -> torch.Tensor:
         """Draw ``n`` images pixel by pixel in raster order: ``int64 [n, 1, size, size]``
-        (``size * size`` forward passes: the price of an autoregressive model). Each pass reads
-        only the window pixel ``(i, j)`` can see (``reach`` rows above it and its own row,
-        ``reach`` columns either side), which gives the same probabilities as a pass over the
-        whole image at a fraction of the cost: no input outside the window is within reach."""
+        (``size * size`` forward passes: the price of an autoregressive model); a conditional
+        model draws image ``k`` of class ``labels[k]``. Each pass reads only the window pixel
+        ``(i, j)`` can see (``reach`` rows above it and its own row, ``reach`` columns either
+        side), which gives the same probabilities as a pass over the whole image at a fraction of
+        the cost: no input outside the window is within reach."""
         device = self.head[-1].weight.device
+        self._check_labels(labels, n)
+        labels = None if labels is None else labels.to(device)
         out = torch.zeros(n, 1, size, size, dtype=torch.long, device=device)
         for i in range(size):
             top = max(0, i - self.reach)
             for j in range(size):
                 left = max(0, j - self.reach)
                 window = out[:, :, top:i + 1, left:j + self.reach + 1]
-                probs = F.softmax(self(window)[:, :, i - top, j - left], dim=1)
+                logits = self(window, labels, (top, left, size))
+                probs = F.softmax(logits[:, :, i - top, j - left], dim=1)
                 out[:, 0, i, j] = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(device)
         return out
 
@@ -323,22 +374,28 @@ class Generator(nn.Module):
     by stride-2 transposed convolutions (kernel 4: divisible by the stride, no checkerboard),
     batch norm and ReLU, then ``tanh``; returns images ``[N, 1, 28, 28]`` in ``[0, 1]``.
 
+    With ``classes`` it is a conditional GAN's generator (Mirza and Osindero 2014): the label
+    ``[N]``, one-hot, is appended to the noise, and the image should show that class.
+
     First used in section 15.5, *Generative adversarial networks*.
     """
 
-    def __init__(self, latent: int = 32, width: int = 32):
+    def __init__(self, latent: int = 32, width: int = 32, classes: int = 0):
         super().__init__()
-        self.latent = latent
+        self.latent, self.classes = latent, classes
         self.net = nn.Sequential(
-            nn.Linear(latent, 2 * width * 49, bias=False), nn.BatchNorm1d(2 * width * 49), nn.ReLU(),
+            nn.Linear(latent + classes, 2 * width * 49, bias=False), nn.BatchNorm1d(2 * width * 49), nn.ReLU(),
             nn.Unflatten(1, (2 * width, 7, 7)),
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(),
             nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh())
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.latent:
             raise ValueError(f"noise must be [N, {self.latent}], got {tuple(z.shape)}")
+        _check_class_labels(labels, self.classes, len(z), "generator")
+        if self.classes:
+            z = torch.cat([z, F.one_hot(labels, self.classes).to(z.dtype)], dim=1)
         return (self.net(z) + 1) / 2
 
 
@@ -346,19 +403,44 @@ class Discriminator(nn.Module):
     """DCGAN's discriminator: images ``[N, 1, 28, 28]`` in ``[0, 1]`` -> one logit each ``[N]``
     ("real" when positive), by stride-2 convolutions with leaky ReLUs.
 
+    With ``classes`` it is a projection discriminator (Miyato and Koyama 2018), a conditional
+    GAN's: a learned vector per class is dotted with the features and added to the logit, so
+    that it judges whether an image is a real image *of the given label* ``[N]``.
+
     First used in section 15.5, *Generative adversarial networks*.
     """
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, classes: int = 0):
         super().__init__()
-        self.net = nn.Sequential(
+        self.classes = classes
+        self.features = nn.Sequential(
             nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),                       # 14 x 14
             nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
             nn.LeakyReLU(0.2),                                                      # 7 x 7
-            nn.Flatten(), nn.Linear(2 * width * 49, 1))
+            nn.Flatten())
+        self.out = nn.Linear(2 * width * 49, 1)
+        self.projection = nn.Embedding(classes, 2 * width * 49) if classes else None
+        if classes:   # zero at the start: the label's term grows from nothing, not from a
+            nn.init.zeros_(self.projection.weight)   # sum of 1,568 random products
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1)[:, 0]
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        _check_class_labels(labels, self.classes, len(x), "discriminator")
+        h = self.features(x * 2 - 1)
+        logit = self.out(h)[:, 0]
+        if self.classes:
+            logit = logit + (self.projection(labels) * h).sum(1)
+        return logit
+
+
+def _check_class_labels(labels: torch.Tensor | None, classes: int, n: int, who: str) -> None:
+    if classes and labels is None:
+        raise ValueError(f"this {who} is conditional on {classes} classes: give labels [N]")
+    if not classes and labels is not None:
+        raise ValueError(f"labels given to a {who} built without classes")
+    if labels is not None and (labels.shape != (n,) or labels.dtype != torch.long
+                               or labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must be int64 [{n}] in 0..{classes - 1}, got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -585,12 +667,13 @@ def train_vqvae(model: VQVAE, images: torch.Tensor, *, epochs: int, batch_size: 
                         lr=lr, seed=seed)
 
 
-def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_size: int = 64,
-                   lr: float = 2e-3, seed: int = 0) -> list[float]:
+def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, labels: torch.Tensor | None = None,
+                   epochs: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Maximum likelihood: minimise the cross-entropy of every pixel's level given the pixels
     before it. ``images`` are float ``[N, 1, H, W]`` in ``[0, 1]`` (quantised to the model's
     levels here) or already levels, int64 ``[N, 1, H, W]`` (a VQ-VAE's code indices, for its
-    prior). Returns each epoch's mean negative log-likelihood in bits per pixel.
+    prior), with ``labels [N]`` for a class-conditional model. Returns each epoch's mean negative
+    log-likelihood in bits per pixel.
 
     First used in section 15.2, *Autoregressive models: PixelCNN*.
     """
@@ -602,11 +685,13 @@ def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_
     else:
         _check_images(images)
         levels = quantise(images, model.levels)
+    model._check_labels(labels, len(images))
     device = runtime.device_of(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def step(epoch, idx):
-        loss = model.nll_bits_per_pixel(levels[idx].to(device))
+        y = None if labels is None else labels[idx].to(device)
+        loss = model.nll_bits_per_pixel(levels[idx].to(device), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -618,8 +703,8 @@ def train_pixelcnn(model: PixelCNN, images: torch.Tensor, *, epochs: int, batch_
 
 
 def train_gan(generator: Generator, discriminator: Discriminator, images: torch.Tensor, *,
-              epochs: int, batch_size: int = 64, lr: float = 2e-4, seed: int = 0,
-              on_epoch=None) -> list[dict]:
+              labels: torch.Tensor | None = None, epochs: int, batch_size: int = 64,
+              lr: float = 2e-4, seed: int = 0, ema: float | None = None, on_epoch=None) -> list[dict]:
     """The GAN training loop, as the paper and DCGAN run it: per batch one step of the
     discriminator (real images against the generator's, ``discriminator_loss``), then one step
     of the generator (``generator_loss`` on fresh fakes), each with Adam (beta1 = 0.5, DCGAN's
@@ -627,30 +712,51 @@ def train_gan(generator: Generator, discriminator: Discriminator, images: torch.
     on fake images, the numbers a GAN's training is watched by; ``on_epoch(epoch)`` is called
     after each epoch (to record samples).
 
+    With ``labels [N]`` (for a generator and discriminator built with ``classes``) it trains a
+    conditional GAN: each fake is drawn for the label of a real image of the batch, and the
+    discriminator judges image and label together. ``ema`` keeps an exponential moving average
+    of the generator's weights and batch-norm statistics with that decay
+    (``torch.optim.swa_utils``), which the generator holds at the end: the average of the last
+    few hundred steps, as ProGAN and StyleGAN sample from, smooths the oscillation of the game.
+
     First used in section 15.5, *Generative adversarial networks*.
     """
     _check_images(images)
+    _check_class_labels(labels, generator.classes, len(images), "generator")
+    _check_class_labels(labels, discriminator.classes, len(images), "discriminator")
+    if ema is not None and not 0 < ema < 1:
+        raise ValueError(f"ema must be a decay between 0 and 1, or None; got {ema}")
     device = runtime.device_of(generator)
     gen = torch.Generator().manual_seed(seed + 1)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
+    average = None
+    if ema is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        average = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
 
     def step(epoch, idx):
         real = images[idx].to(device)
+        y = None if labels is None else labels[idx].to(device)
         z = torch.randn(len(idx), generator.latent, generator=gen).to(device)
-        fake = generator(z)
-        real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
+        fake = generator(z, y)
+        real_logits, fake_logits = discriminator(real, y), discriminator(fake.detach(), y)
         d_loss = discriminator_loss(real_logits, fake_logits)     # first the discriminator
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()
-        g_loss = generator_loss(discriminator(fake))              # then the generator
+        g_loss = generator_loss(discriminator(fake, y))           # then the generator
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
+        if average is not None:
+            average.update_parameters(generator)
         return {"d_loss": d_loss, "g_loss": g_loss, "d_real": torch.sigmoid(real_logits).mean(),
                 "d_fake": torch.sigmoid(fake_logits).mean()}
 
-    return run_epochs([generator, discriminator], len(images), batch_size=batch_size,
-                      epochs=epochs, generator=torch.Generator().manual_seed(seed), step=step,
-                      on_epoch=on_epoch)
+    log = run_epochs([generator, discriminator], len(images), batch_size=batch_size,
+                     epochs=epochs, generator=torch.Generator().manual_seed(seed), step=step,
+                     on_epoch=on_epoch)
+    if average is not None:
+        generator.load_state_dict(average.module.state_dict())
+    return log
