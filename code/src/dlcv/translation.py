@@ -176,13 +176,11 @@ def _cycle_g(G, Fb, D_X, D_Y, x, y, fake_x, fake_y) -> dict:
             "cyc_x": (Fb(fake_y) - x).abs().mean(), "cyc_y": (G(fake_x) - y).abs().mean()}
 
 
-def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator | None, x: torch.Tensor, y: torch.Tensor, *,
+def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator, x: torch.Tensor, y: torch.Tensor, *,
                   epochs: int, lam: float = 100.0, batch_size: int = 64, lr: float = 2e-4,
                   seed: int = 0) -> list[dict]:
     """Alternate a discriminator step and a generator step per batch of pairs (Adam, beta1 =
-    0.5, as pix2pix); returns each epoch's mean of ``d``, ``g_gan`` and ``l1``. With ``D=None``
-    the generator minimises the L1 distance alone (each epoch's ``l1``): the baseline against
-    which pix2pix measures what the adversarial term adds.
+    0.5, as pix2pix); returns each epoch's mean of ``d``, ``g_gan`` and ``l1``.
 
     First used in section 16.1, *Image-to-image translation*.
     """
@@ -190,16 +188,6 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator | None, x: torch.Ten
         raise ValueError(f"pix2pix needs pairs: {len(x)} inputs and {len(y)} targets")
     device = runtime.device_of(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    if D is None:
-        def l1_step(epoch, idx):
-            l1 = (y[idx].to(device) - G(x[idx].to(device))).abs().mean()
-            opt_g.zero_grad()
-            l1.backward()
-            opt_g.step()
-            return {"l1": l1}
-
-        return run_epochs([G], len(x), batch_size=batch_size, epochs=epochs,
-                          generator=torch.Generator().manual_seed(seed), step=l1_step)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
 
     def step(epoch, idx):
