@@ -99,7 +99,7 @@ class SingleStageDetector(nn.Module):
     "background" with probability 0.99 (RetinaNet's prior; without it the many background
     anchors swamp the first steps).
 
-    First used in section 13.9, *A single-stage detector*.
+    First used in section 13.7, *Fast R-CNN: cropping features instead of images*.
     """
 
     def __init__(self, num_classes: int, width: int = 64, sizes=(16, 32, 64),
