@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_toc import ROOT, toc_pages  # noqa: E402
+from book_toc import ROOT, section_numbers, toc_pages  # noqa: E402
 
 PACKAGE = ROOT / "code" / "src" / "dlcv"
 CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
@@ -55,10 +55,14 @@ def _cell_source(block: str) -> str:
 def first_uses() -> dict[tuple[str, str], str]:
     """``{(module, name): "in section 13.6, *Title*" or "at the start of chapter 13"}``."""
     names = public_names()
-    chapters = [p for p in toc_pages() if re.match(r"book/ch\d\d_", p)]
+    numbers = section_numbers()
     found: dict[tuple[str, str], str] = {}
-    for number, page in enumerate(chapters, start=1):
+    for page in toc_pages():
+        if page not in numbers:
+            continue
+        number = numbers[page]
         text = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        title = re.search(r"^# (.+)$", text, re.M)
         # where each section starts (## headings outside code), in order
         sections, pos = [], 0
         for m in re.finditer(r"^## (.+)$", text, re.M):
@@ -68,8 +72,12 @@ def first_uses() -> dict[tuple[str, str], str]:
         imported: dict[str, tuple[str, str]] = {}    # local name -> (module, name)
         for cell in CELL.finditer(text):
             where = [s for s in sections if s[0] < cell.start()]
-            place = (f"in section {number}.{len(where)}, *{where[-1][1]}*" if where
-                     else f"at the start of chapter {number}")
+            if where:
+                place = f"in section {number}.{len(where)}, *{where[-1][1]}*"
+            elif "." in number:     # a section's own page, before its first subsection
+                place = f"in section {number}, *{title[1].strip()}*"
+            else:
+                place = f"at the start of chapter {number}"
             try:
                 tree = ast.parse(_cell_source(cell.group(1)))
             except SyntaxError:

@@ -17,8 +17,30 @@ def toc_parts() -> list[tuple[str | None, list[str]]]:
     """``[(None, ["book/intro"]), ("I. Foundations", ["book/ch01_history", ...]), ...]``: the
     root alone, then each part's caption and pages, in reading order."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [(None, [toc["root"]])] + [(part.get("caption"), [c["file"] for c in part.get("chapters", [])])
+    return [(None, [toc["root"]])] + [(part.get("caption"), _files(part.get("chapters", [])))
                                       for part in toc.get("parts", [])]
+
+
+def _files(entries: list[dict]) -> list[str]:
+    """Each entry's file, then its ``sections``' files (a chapter split into pages), in order."""
+    return [f for e in entries for f in [e["file"], *_files(e.get("sections", []))]]
+
+
+def section_numbers() -> dict[str, str]:
+    """``{"book/ch01_history": "1", ..., "book/ch16a_translation": "16.1", ...}``: the number
+    each numbered chapter's page, and each of its section pages, carries in the book (a chapter
+    split into pages has no ``##`` sections of its own, so its pages are sections 16.1, 16.2...)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    out, chapter = {}, 0
+    for part in toc.get("parts", []):
+        if not part.get("numbered"):
+            continue
+        for entry in part.get("chapters", []):
+            chapter += 1
+            out[entry["file"]] = str(chapter)
+            for k, sub in enumerate(entry.get("sections", []), start=1):
+                out[sub["file"]] = f"{chapter}.{k}"
+    return out
 
 
 def notebook_pages() -> list[str]:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_toc import ROOT, toc_pages  # noqa: E402
+from book_toc import ROOT, notebook_pages, toc_pages  # noqa: E402
 
 PLACEHOLDER = "% dlcv:build-table"
 BUILD_PAGE = "book/build"
@@ -134,7 +134,7 @@ def _source_read(app, docname: str, source: list[str]) -> None:
         source[0] = after_title(source[0], note(recs.get(docname)))
 
 
-CHAPTERS = [p for p in toc_pages() if re.match(r"book/ch\d\d_", p)]   # the pages with a note
+CHAPTERS = [p for p in notebook_pages() if re.match(r"book/ch\d\d[a-z]?_", p)]   # the pages with a note
 
 
 def _load(app) -> None:

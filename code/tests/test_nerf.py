@@ -70,3 +70,30 @@ def test_tiny_nerf_learns_a_scene():
     assert N.psnr(view, images[0]) > 12
     with pytest.raises(ValueError, match="one pose each"):
         N.train_nerf(model, images, poses[:2], 14.0, near=2, far=6, samples=4, steps=1)
+
+
+def test_learning_rate_decays_to_lr_end():
+    """``lr_end`` gives Adam the exponential decay of the NeRF paper: after ``steps`` steps the
+    rate is ``lr_end``, as torch's ExponentialLR with gamma = (lr_end / lr) ** (1 / steps)."""
+    scene = N.Scene()
+    poses = torch.stack([N.orbit_pose(0.0)])
+    images = torch.stack([scene.render(6, 6, 7.0, poses[0])])
+    rates = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return real_step(self, *args, **kwargs)
+
+    torch.optim.Adam.step = spy
+    try:
+        N.train_nerf(N.TinyNeRF(frequencies=1, width=8, layers=1), images, poses, 7.0, near=2,
+                     far=6, samples=4, steps=10, batch_rays=8, lr=1e-2, lr_end=1e-3)
+    finally:
+        torch.optim.Adam.step = real_step
+    assert rates[0] == pytest.approx(1e-2)
+    assert rates[-1] == pytest.approx(1e-2 * 0.1 ** (9 / 10))   # the rate of the last step
+    assert all(b < a for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="lr_end"):
+        N.train_nerf(N.TinyNeRF(frequencies=1, width=8, layers=1), images, poses, 7.0, near=2,
+                     far=6, samples=4, steps=1, lr=1e-3, lr_end=1e-2)

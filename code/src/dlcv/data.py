@@ -432,7 +432,7 @@ def as_tensors(images: np.ndarray, labels: np.ndarray | None = None,
                device: torch.device | str = "cpu"):
     """``uint8 [N, H, W]`` images → float tensor ``[N, 1, H, W]`` in [0, 1] (and int64 labels).
 
-    First used in section 16.1, *Image-to-image translation*.
+    First used in section 16.1.1, *Edges to shoes*.
     """
     images = np.asarray(images)
     if images.ndim != 3 or images.dtype != np.uint8:

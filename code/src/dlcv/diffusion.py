@@ -55,7 +55,7 @@ def full_digits(images: torch.Tensor) -> torch.Tensor:
     28, 28]`` in ``[0, 1]`` (the border cropped, bilinear upsampling), the size the book's digit
     classifier reads.
 
-    First used in section 16.2, *Diffusion models*.
+    First used in section 16.2.1, *Sampling: ancestral and DDIM*.
     """
     if images.ndim != 4 or images.shape[1:] != (1, 16, 16):
         raise ValueError(f"full_digits takes [N, 1, 16, 16] images, got {tuple(images.shape)}")
@@ -266,7 +266,7 @@ def ddpm_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, *,
     ``dlcv.runtime.limit_steps``) only the last ``runtime.SMOKE_STEPS`` steps run: the code
     path is checked, the result means nothing.
 
-    First used in section 16.2, *Diffusion models*.
+    First used in section 16.2.1, *Sampling: ancestral and DDIM*.
     """
     device = device or runtime.device_of(model)
     x = torch.randn(shape, generator=generator).to(device)
@@ -325,7 +325,7 @@ def ddim_sample(model: DenoisingUNet, schedule: NoiseSchedule, shape: tuple, ste
     clamped to ``[-clip, clip]`` (``[-1, 1]`` for images; the codes' range for latents; None:
     no clamp) and the noise recomputed from it.
 
-    First used in section 16.2, *Diffusion models*.
+    First used in section 16.2.1, *Sampling: ancestral and DDIM*.
     """
     if not 1 <= steps <= schedule.T:
         raise ValueError(f"steps must be between 1 and {schedule.T}, got {steps}")
@@ -421,7 +421,7 @@ class LatentAutoencoder(nn.Module):
     convolutions down, two transposed up; ``scale`` divides the codes so that they have unit
     standard deviation, as Stable Diffusion scales its latents (set by ``fit_scale``).
 
-    First used in section 16.2, *Diffusion models*.
+    First used in section 16.2.3, *Latent diffusion*.
     """
 
     def __init__(self, latent_channels: int = 4, width: int = 16):
@@ -455,7 +455,7 @@ def train_latent_autoencoder(model: LatentAutoencoder, images: torch.Tensor, *, 
     """Adam on the mean squared reconstruction error of ``images [N, 1, 32, 32]`` in ``[-1, 1]``;
     returns each epoch's mean, and sets the codes' ``scale`` at the end.
 
-    First used in section 16.2, *Diffusion models*.
+    First used in section 16.2.3, *Latent diffusion*.
     """
     device = runtime.device_of(model)
 

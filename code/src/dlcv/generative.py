@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from . import runtime
 from .training import run_epochs
 
-__all__ = ["DigitReader", "MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "Autoencoder", "VAE", "VectorQuantizer",
+__all__ = ["SampleReader", "MaskedConv2d", "PixelCNN", "quantise", "gaussian_kl", "Autoencoder", "VAE", "VectorQuantizer",
            "VQVAE", "codebook_usage", "Generator", "Discriminator", "discriminator_loss", "generator_loss",
            "optimal_discriminator", "gan_value", "adain", "StyleMapping", "frechet_distance",
            "train_autoencoder", "train_vae", "train_vqvae", "train_pixelcnn", "train_gan"]
@@ -533,10 +533,11 @@ class StyleMapping(nn.Module):
         return out
 
 
-class DigitReader:
-    """A digit classifier trained in the book, used to judge generated digits: its 64-number
-    feature layer is the space of the Fréchet distance (``features``), and its prediction reads
-    which digit a sample shows (``labels``, ``agreement``). A ``SmallConvNet(feature_dim=64)``
+class SampleReader:
+    """A classifier trained in the book, used to judge generated or translated images (digits in
+    chapters 15 and 16, shoes in section 16.1): its 64-number feature layer is the space of the
+    Fréchet distance (``features``), and its prediction reads which class a sample shows
+    (``labels``, ``agreement``), from up to ten classes. A ``SmallConvNet(feature_dim=64)``
     trained with ``dlcv.training.fit`` on ``images [N, 1, 28, 28]`` in [0, 1] with ``labels
     [N]``, from ``torch.manual_seed(seed)``: Adam at ``lr``, annealed to zero over ``epochs`` on
     a cosine (the annealing is worth about a point of test accuracy on 8,000 digits).

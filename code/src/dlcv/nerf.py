@@ -37,7 +37,7 @@ def orbit_pose(angle: float, radius: float = 4.0, height: float = 1.5) -> torch.
     """A camera-to-world matrix ``[4, 4]`` for a camera at ``angle`` (radians) on a horizontal
     circle of ``radius`` around the origin, ``height`` above it, looking at the origin.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
     eye = torch.tensor([radius * math.sin(angle), height, radius * math.cos(angle)])
     forward = -eye / eye.norm()                          # the camera looks down -z: z = -forward
@@ -53,7 +53,7 @@ def camera_rays(height: int, width: int, focal: float, pose: torch.Tensor) -> tu
     """Rays through the centres of the pixels of a pinhole camera with focal length ``focal``
     (in pixels) at ``pose``: origins and unit directions, ``[H*W, 3]`` each, row by row.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
     if pose.shape != (4, 4):
         raise ValueError(f"pose must be a [4, 4] camera-to-world matrix, got {tuple(pose.shape)}")
@@ -93,7 +93,7 @@ def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
     of ``2^k pi x`` for ``k = 0 .. frequencies - 1``. Lets an MLP, which prefers smooth
     functions of its inputs, fit detail that varies fast in space.
 
-    First used in section 16.5, *Exercises*.
+    First used in section 16.3.3, *Exercises*.
     """
     out = [x]
     for k in range(frequencies):
@@ -106,7 +106,7 @@ class TinyNeRF(nn.Module):
     coordinates) to a density (ReLU) and a colour (sigmoid). No view direction: the scene is
     lit diffusely, so colours do not change with the viewpoint.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
 
     def __init__(self, frequencies: int = 6, width: int = 64, layers: int = 3):
@@ -147,7 +147,7 @@ def render_image(model: TinyNeRF, height: int, width: int, focal: float, pose: t
                  near: float, far: float, samples: int, chunk: int = 4096) -> torch.Tensor:
     """A whole view ``[H, W, 3]``, rendered in chunks of rays.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
     device = runtime.device_of(model)
     origins, dirs = camera_rays(height, width, focal, pose)
@@ -159,7 +159,7 @@ def render_image(model: TinyNeRF, height: int, width: int, focal: float, pose: t
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of two images in ``[0, 1]``: ``-10 log10 MSE``.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
     mse = F.mse_loss(a.float(), b.float()).item()
     return float("inf") if mse == 0 else -10 * math.log10(mse)
@@ -167,12 +167,14 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal: float, *,
                near: float, far: float, samples: int, steps: int, batch_rays: int = 1024,
-               lr: float = 5e-3, seed: int = 0) -> list[float]:
+               lr: float = 5e-3, lr_end: float | None = None, seed: int = 0) -> list[float]:
     """Fit ``model`` to posed views ``images [V, H, W, 3]``, ``poses [V, 4, 4]``: each step
     renders a random batch of rays from all views (stratified samples) and minimises the MSE
-    to their pixels with Adam. Returns the loss of every step. Cut at the smoke scale.
+    to their pixels with Adam. With ``lr_end`` the learning rate decays exponentially from
+    ``lr`` to ``lr_end`` over the steps (``torch.optim.lr_scheduler.ExponentialLR``), as the
+    NeRF paper's does. Returns the loss of every step. Cut at the smoke scale.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
     if images.ndim != 4 or images.shape[-1] != 3 or len(poses) != len(images):
         raise ValueError(f"images must be [V, H, W, 3] with one pose each, got {tuple(images.shape)} "
@@ -186,6 +188,10 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = runtime.limit_steps(steps)
+    if lr_end is not None and not 0 < lr_end <= lr:
+        raise ValueError(f"lr_end must be in (0, lr = {lr}], got {lr_end}")
+    gamma = (lr_end / lr) ** (1 / steps) if lr_end is not None else 1.0
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
     log = []
     model.train()
     for _ in range(steps):
@@ -195,6 +201,7 @@ def train_nerf(model: TinyNeRF, images: torch.Tensor, poses: torch.Tensor, focal
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         log.append(loss.item())
     model.eval()
     return log
@@ -206,7 +213,7 @@ class Scene:
     distant light (Lambert's cosine law plus ambient light), on a white background. ``render``
     traces one ray per pixel exactly, the ground truth a NeRF is fitted to.
 
-    First used in section 16.3, *Neural rendering: NeRF*.
+    First used in section 16.3.1, *A tiny NeRF*.
     """
 
     spheres: list = field(default_factory=lambda: [
