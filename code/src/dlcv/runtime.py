@@ -92,7 +92,7 @@ def scale() -> str:
     """``"large"`` on a CUDA GPU, else ``"small"``; the ``DLCV_SCALE`` variable overrides it
     (``small``, ``large``, or ``smoke`` for a quick check that code runs).
 
-    First used in section 16.1.2, *Without pairs: CycleGAN*.
+    First used in section 16.2.3, *Latent diffusion*.
     """
     forced = os.environ.get("DLCV_SCALE", "").strip().lower()
     if forced:

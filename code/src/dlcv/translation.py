@@ -54,6 +54,8 @@ def stroke_width(images) -> torch.Tensor:
     length of its skeleton (``skimage.morphology.skeletonize``), so that a line drawn ``k``
     pixels wide measures about ``k``. Returns ``float [N]``; an image without ink gives 0.
     Splits handwritten digits into thin and bold writing, CycleGAN's two domains in section 16.1.
+
+    First used in section 16.1.2, *Without pairs: CycleGAN*.
     """
     from skimage.morphology import skeletonize
 
