@@ -16,6 +16,7 @@ import build_notes  # noqa: I001  (tools/, put on the path by test_site)
 
 # page -> {glued name: the least value it may have}
 TARGETS = {
+    "book/ch12_transformers": {"q_resnet_acc": 0.85, "q_vit_acc": 0.84},
     "book/ch14_segmentation": {"q_unet_miou": 0.45, "q_unet_min_class_iou": 0.15},
     "book/ch15_generative": {
         "q_digit_classifier_acc": 0.97,
