@@ -25,7 +25,7 @@ from pypdf import PdfReader, PdfWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import repo_links  # noqa: E402
-from book_toc import ROOT, toc_parts  # noqa: E402
+from book_toc import ROOT, section_numbers, toc_parts  # noqa: E402
 from site_server import serve  # noqa: E402
 
 SITE = ROOT / "_build" / "html"
@@ -59,16 +59,19 @@ def _flatten(items, depth: int = 0) -> list[tuple[int, object]]:
 
 
 def bind(printed: list[tuple[str | None, list[Path]]], cover: Path, target: Path, config: dict,
-         levels: int = 2) -> int:
+         levels: int = 2, sections: frozenset = frozenset()) -> int:
     """One PDF from the cover and the printed pages, by part, with an outline: parts, each
     page's title (its h1), and ``levels`` levels of its sections below it. The titles are the
-    headings' texts as the page shows them (``NNN.json`` beside each ``NNN.pdf``). Returns the
-    page count. ``config``: _config.yml, for the title and author."""
+    headings' texts as the page shows them (``NNN.json`` beside each ``NNN.pdf``). A file in
+    ``sections`` is a section page of the chapter printed before it (``sections:`` in
+    _toc.yml): its outline nests under that chapter's title. Returns the page count.
+    ``config``: _config.yml, for the title and author."""
     writer = PdfWriter()
     writer.append(PdfReader(cover), import_outline=False)
     for caption, files in printed:
         part = None
-        for f in files:
+        chapter = None          # the outline entry of the last chapter's title
+        for i, f in enumerate(files):
             reader = PdfReader(f)
             start = len(writer.pages)
             writer.append(reader, import_outline=False)
@@ -80,9 +83,15 @@ def bind(printed: list[tuple[str | None, list[Path]]], cover: Path, target: Path
                 headings = [{"level": d + 1, "text": e.title} for d, e in entries]
             top = min(h["level"] for h in headings) if headings else 1
             # a chapter's title gets its number, which the page shows only in its sections'
+            # (or, for a chapter split into section pages, in its first section page's title)
             numbers = [re.match(r"^(\d+)\.1\. ", h["text"]) for h in headings]
+            if i + 1 < len(files) and files[i + 1] in sections:
+                first = json.loads(files[i + 1].with_suffix(".json").read_text())
+                numbers += [re.match(r"^(\d+)\.1\. ", h["text"]) for h in first[:1]]
             number = next((m[1] for m in numbers if m), None)
-            parents = {top - 1: part}
+            if f in sections:
+                number = None    # its title carries its own number, 16.1.
+            parents = {top - 1: chapter if f in sections and chapter is not None else part}
             for (_, entry), heading in zip(entries, headings):
                 depth = heading["level"] - top
                 if depth > levels or heading["level"] - 1 not in parents or heading["text"] == "Contents":
@@ -92,6 +101,8 @@ def bind(printed: list[tuple[str | None, list[Path]]], cover: Path, target: Path
                 page = start + (reader.get_destination_page_number(entry) or 0)
                 parents[heading["level"]] = writer.add_outline_item(
                     title=heading["text"], page_number=page, parent=parents[heading["level"] - 1])
+                if depth == 0 and f not in sections:
+                    chapter = parents[heading["level"]]
                 for deeper in [k for k in parents if k > heading["level"]]:
                     del parents[deeper]
     writer.add_metadata({"/Title": config["title"], "/Author": config.get("author", "")})
@@ -125,8 +136,11 @@ def main() -> int:
         server.shutdown()
     numbered = iter(sorted(work.glob("[0-9][0-9][0-9].pdf")))
     printed = [(caption, [next(numbered) for _ in ps]) for caption, ps in parts]
+    numbers = section_numbers()
+    section_files = frozenset(f for (_, ps), (_, fs) in zip(parts, printed) for p, f in zip(ps, fs)
+                              if "." in numbers.get(p, ""))
     book = OUT / repo_links.PDF_NAME
-    count = bind(printed, work / "000-cover.pdf", book, config)
+    count = bind(printed, work / "000-cover.pdf", book, config, sections=section_files)
     shutil.copy(book, SITE / repo_links.PDF_NAME)
     print(f"pdf: {book} ({count} pages), copied to _build/html/{repo_links.PDF_NAME}")
     return 0
