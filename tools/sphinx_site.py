@@ -89,8 +89,8 @@ ACCESSIBILITY_MENDS = [
     ('<aside class="footnote-list', '<aside role="none" class="footnote-list'),
     # the sidebar's toggle of a chapter's section pages (after the mend above strips the
     # theme's label from every summary) shows only an icon: it needs a name
-    ('<details><summary><span class="toctree-toggle"',
-     '<details><summary aria-label="Show or hide the sections"><span class="toctree-toggle"'),
+    ('<summary><span class="toctree-toggle"',
+     '<summary aria-label="Show or hide the sections"><span class="toctree-toggle"'),
 ]
 
 ENTRY_PAGE = """<!DOCTYPE html>
