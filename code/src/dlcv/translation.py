@@ -212,33 +212,27 @@ def train_pix2pix(G: TranslationUNet, D: PatchDiscriminator | None, x: torch.Ten
         raise ValueError(f"pix2pix needs pairs: {len(x)} inputs and {len(y)} targets")
     device = runtime.device_of(G)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    if D is None:
-        def l1_step(epoch, idx):
-            xb, yb = x[idx].to(device), y[idx].to(device)
-            l1 = (yb - G(xb)).abs().mean()
-            opt_g.zero_grad()
-            l1.backward()
-            opt_g.step()
-            return {"l1": l1}
-
-        return run_epochs([G], len(x), batch_size=batch_size, epochs=epochs,
-                          generator=torch.Generator().manual_seed(seed), step=l1_step)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999)) if D is not None else None
 
     def step(epoch, idx):
         xb, yb = x[idx].to(device), y[idx].to(device)
         fake = G(xb)
-        d = _pix2pix_d(D, xb, yb, fake)
-        opt_d.zero_grad()
-        d.backward()
-        opt_d.step()
-        g_gan, l1 = _pix2pix_g(D, xb, yb, fake)        # against the updated discriminator
+        if D is None:                                   # the L1 baseline: no discriminator
+            l1 = (yb - fake).abs().mean()
+            terms, g = {"l1": l1}, l1
+        else:
+            d = _pix2pix_d(D, xb, yb, fake)
+            opt_d.zero_grad()
+            d.backward()
+            opt_d.step()
+            g_gan, l1 = _pix2pix_g(D, xb, yb, fake)    # against the updated discriminator
+            terms, g = {"d": d, "g_gan": g_gan, "l1": l1}, g_gan + lam * l1
         opt_g.zero_grad()
-        (g_gan + lam * l1).backward()
+        g.backward()
         opt_g.step()
-        return {"d": d, "g_gan": g_gan, "l1": l1}
+        return terms
 
-    return run_epochs([G, D], len(x), batch_size=batch_size, epochs=epochs,
+    return run_epochs([G] if D is None else [G, D], len(x), batch_size=batch_size, epochs=epochs,
                       generator=torch.Generator().manual_seed(seed), step=step)
 
 
