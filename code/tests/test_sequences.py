@@ -149,3 +149,16 @@ def test_seq2seq_shapes_and_a_step_of_training(attention):
     assert seq2seq.sequence_accuracy(model, x, y) == 1.0
     with pytest.raises(ValueError, match="steps"):
         model(x)
+
+
+def test_seq2seq_features_match_the_usual_conv_relu_pool_order():
+    """Pooling before the ReLU, in channels-last memory, gives what conv, ReLU, pool gives."""
+    torch.manual_seed(0)
+    model = seq2seq.Seq2Seq(hidden=16)
+    conv1, conv2 = model.features[0], model.features[3]
+    usual = torch.nn.Sequential(
+        conv1, torch.nn.ReLU(), torch.nn.MaxPool2d(2), conv2, torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+    x = torch.rand(3, 1, 28, 2 * seq2seq.DIGIT_WIDTH)
+    ours = model.features(x.contiguous(memory_format=torch.channels_last))
+    assert ours.shape == (3, 32, 7, 2 * seq2seq.DIGIT_WIDTH // 4)
+    torch.testing.assert_close(ours, usual(x.contiguous()), rtol=1e-5, atol=1e-6)

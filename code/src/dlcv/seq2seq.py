@@ -63,9 +63,14 @@ class Seq2Seq(nn.Module):
     def __init__(self, hidden: int = 128, attention: bool = False, embed: int = 32):
         super().__init__()
         self.attention = attention
-        self.features = nn.Sequential(                                       # [B, 1, 28, W] -> [B, 32, 7, W/4]
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        # [B, 1, 28, W] -> [B, 32, 7, W/4]. Pooling before the ReLU gives the same numbers as
+        # after it (both keep the order of values). Channels-last memory (the channels of a
+        # pixel side by side) makes the CPU's convolutions and pooling about twice as fast,
+        # and they are half of a training step's time.
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),
+        ).to(memory_format=torch.channels_last)
         self.encoder = nn.GRU(32 * 7, hidden, batch_first=True)
         self.embed = nn.Embedding(12, embed)
         self.decoder = nn.GRUCell(embed + hidden, hidden)
@@ -74,7 +79,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, 1, 28, W]`` -> encoder states ``[B, W/4, H]`` and the last state ``[B, H]``."""
-        f = self.features(x)                                                  # [B, 32, 7, T]
+        f = self.features(x.contiguous(memory_format=torch.channels_last))   # [B, 32, 7, T]
         cols = f.permute(0, 3, 1, 2).flatten(2)                               # [B, T, 224]: one vector per column
         h, last = self.encoder(cols)
         return h, last[0]
